@@ -1,0 +1,1 @@
+"""Private implementation of jaxvision; import the public namespaces instead."""
