@@ -16,6 +16,8 @@ predicted pixel counts ``p_j``. Every score in ``jaxvision.metrics`` accepts thi
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,6 +141,7 @@ def confusion_matrix(
     return _confusion(target.reshape(-1), pred.reshape(-1), num_classes, ignore_index)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
 def _confusion(
     target: jax.Array, pred: jax.Array, num_classes: int, ignore_index: int | None
 ) -> jax.Array:

@@ -58,19 +58,14 @@ def _check_absent(absent: float) -> float:
     return float(absent)
 
 
-def _stats(cm: jax.Array | np.ndarray) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(n_ii, t_i, p_i), each ``[..., C]`` float32."""
-    cm = as_float_counts(cm)
-    c = cm.shape[-2]
-    square = cm[..., :c]
-    hits = jnp.diagonal(square, axis1=-2, axis2=-1)
-    return hits, cm.sum(-1), square.sum(-2)
+def _check_absent(absent: float) -> jax.Array:
+    if isinstance(absent, bool) or not isinstance(absent, int | float):
+        raise TypeError(f"absent must be a float (NaN or a number), got {absent!r}")
+    return jnp.float32(absent)
 
 
-def _ratio(num: jax.Array, den: jax.Array, absent: float) -> jax.Array:
-    absent = _check_absent(absent)
-    safe = jnp.where(den > 0, den, 1.0)
-    return jnp.where(den > 0, num / safe, jnp.float32(absent))
+def _ratio(num: jax.Array, den: jax.Array, absent: jax.Array) -> jax.Array:
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), absent)
 
 
 def _mean(values: jax.Array, occurs: jax.Array) -> jax.Array:
@@ -81,8 +76,41 @@ def _mean(values: jax.Array, occurs: jax.Array) -> jax.Array:
     return jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.float32(NAN))
 
 
-def _occurs(t: jax.Array, p: jax.Array) -> jax.Array:
-    return (t + p) > 0
+@jax.jit
+def _all_scores(cm: jax.Array, absent: jax.Array, beta2: jax.Array) -> dict[str, jax.Array]:
+    """Every score of a float32 matrix; one compiled function per shape in eager use."""
+    c = cm.shape[-2]
+    square = cm[..., :c]
+    hits = jnp.diagonal(square, axis1=-2, axis2=-1)
+    t = cm.sum(-1)
+    p = square.sum(-2)
+    occurs = (t + p) > 0
+    nan = jnp.float32(NAN)
+    acc = _ratio(hits, t, absent)
+    iou = _ratio(hits, t + p - hits, absent)
+    dice = _ratio(2.0 * hits, t + p, absent)
+    fbeta = _ratio(
+        (1.0 + beta2) * hits, (1.0 + beta2) * hits + beta2 * (t - hits) + p - hits, absent
+    )
+    return {
+        "pixel_accuracy": _ratio(hits.sum(-1), t.sum(-1), nan),
+        "class_accuracy": acc,
+        "precision": _ratio(hits, p, absent),
+        "mean_pixel_accuracy": _mean(acc, occurs),
+        "class_iou": iou,
+        "mean_iou": _mean(iou, occurs),
+        "frequency_weighted_iou": _ratio(
+            (t * _ratio(hits, t + p - hits, jnp.float32(0.0))).sum(-1), t.sum(-1), nan
+        ),
+        "dice": dice,
+        "mean_dice": _mean(dice, occurs),
+        "fbeta_score": fbeta,
+    }
+
+
+def _score(name: str, cm: jax.Array, absent: float = NAN, beta: float = 1.0) -> jax.Array:
+    cm = as_float_counts(cm)
+    return _all_scores(cm, _check_absent(absent), jnp.float32(beta) ** 2)[name]
 
 
 @export("metrics.pixel_accuracy")
@@ -97,8 +125,7 @@ def pixel_accuracy(cm: jax.Array) -> jax.Array:
     Returns:
       ``[...]`` float32.
     """
-    hits, t, _ = _stats(cm)
-    return _ratio(hits.sum(-1), t.sum(-1), NAN)
+    return _score("pixel_accuracy", cm)
 
 
 @export("metrics.class_accuracy")
@@ -112,8 +139,7 @@ def class_accuracy(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[..., C]`` float32.
     """
-    hits, t, _ = _stats(cm)
-    return _ratio(hits, t, absent)
+    return _score("class_accuracy", cm, absent)
 
 
 @export("metrics.recall")
@@ -141,8 +167,7 @@ def precision(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[..., C]`` float32.
     """
-    hits, _, p = _stats(cm)
-    return _ratio(hits, p, absent)
+    return _score("precision", cm, absent)
 
 
 @export("metrics.mean_pixel_accuracy")
@@ -160,8 +185,7 @@ def mean_pixel_accuracy(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[...]`` float32, NaN if no class is left.
     """
-    hits, t, p = _stats(cm)
-    return _mean(_ratio(hits, t, absent), _occurs(t, p))
+    return _score("mean_pixel_accuracy", cm, absent)
 
 
 @export("metrics.class_iou")
@@ -178,8 +202,7 @@ def class_iou(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[..., C]`` float32.
     """
-    hits, t, p = _stats(cm)
-    return _ratio(hits, t + p - hits, absent)
+    return _score("class_iou", cm, absent)
 
 
 @export("metrics.mean_iou")
@@ -197,8 +220,7 @@ def mean_iou(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[...]`` float32, NaN if no class occurs.
     """
-    hits, t, p = _stats(cm)
-    return _mean(_ratio(hits, t + p - hits, absent), _occurs(t, p))
+    return _score("mean_iou", cm, absent)
 
 
 @export("metrics.frequency_weighted_iou")
@@ -214,9 +236,7 @@ def frequency_weighted_iou(cm: jax.Array) -> jax.Array:
     Returns:
       ``[...]`` float32.
     """
-    hits, t, p = _stats(cm)
-    iou = _ratio(hits, t + p - hits, 0.0)
-    return _ratio((t * iou).sum(-1), t.sum(-1), NAN)
+    return _score("frequency_weighted_iou", cm)
 
 
 @export("metrics.dice")
@@ -230,8 +250,7 @@ def dice(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[..., C]`` float32.
     """
-    hits, t, p = _stats(cm)
-    return _ratio(2.0 * hits, t + p, absent)
+    return _score("dice", cm, absent)
 
 
 @export("metrics.mean_dice")
@@ -245,8 +264,7 @@ def mean_dice(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
     Returns:
       ``[...]`` float32, NaN if no class occurs.
     """
-    hits, t, p = _stats(cm)
-    return _mean(_ratio(2.0 * hits, t + p, absent), _occurs(t, p))
+    return _score("mean_dice", cm, absent)
 
 
 @export("metrics.fbeta_score")
@@ -268,6 +286,4 @@ def fbeta_score(cm: jax.Array, beta: float = 1.0, *, absent: float = NAN) -> jax
         raise ValueError(f"beta must be a positive number, got {beta!r}")
     if not math.isfinite(beta):
         raise ValueError(f"beta must be finite, got {beta!r}")
-    hits, t, p = _stats(cm)
-    b2 = float(beta) ** 2
-    return _ratio((1.0 + b2) * hits, (1.0 + b2) * hits + b2 * (t - hits) + (p - hits), absent)
+    return _score("fbeta_score", cm, absent, float(beta))
