@@ -65,8 +65,12 @@ def namespace_source(registry: _export.Registry, namespace: str) -> str:
         f'"""jaxvision.{namespace}: {_export.NAMESPACES[namespace]}"""',
         "",
     ]
-    for e in current:
-        out.append(f"from {e.module} import {e.attr} as {e.symbol}")
+    # Sorted and wrapped as ruff's isort and formatter want them (line length 100).
+    for e in sorted(current, key=lambda e: (e.module, e.attr, e.symbol)):
+        line = f"from {e.module} import {e.attr} as {e.symbol}"
+        if len(line) > 100:
+            line = f"from {e.module} import (\n    {e.attr} as {e.symbol},\n)"
+        out.append(line)
     if current:
         out.append("")
     if current:

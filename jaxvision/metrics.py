@@ -2,11 +2,15 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.metrics: Segmentation metrics from exact, mergeable confusion matrices."""
 
-from jaxvision._src.metrics.streaming import ConfusionState as ConfusionState
+from jaxvision._src.metrics.confusion import confusion_matrix as confusion_matrix
+from jaxvision._src.metrics.confusion import (
+    confusion_matrix_from_logits as confusion_matrix_from_logits,
+)
+from jaxvision._src.metrics.labels import reduce_zero_label as reduce_zero_label
+from jaxvision._src.metrics.report import segmentation_report as segmentation_report
+from jaxvision._src.metrics.report import segmentation_scores as segmentation_scores
 from jaxvision._src.metrics.scores import class_accuracy as class_accuracy
 from jaxvision._src.metrics.scores import class_iou as class_iou
-from jaxvision._src.metrics.confusion import confusion_matrix as confusion_matrix
-from jaxvision._src.metrics.confusion import confusion_matrix_from_logits as confusion_matrix_from_logits
 from jaxvision._src.metrics.scores import dice as dice
 from jaxvision._src.metrics.scores import fbeta_score as fbeta_score
 from jaxvision._src.metrics.scores import frequency_weighted_iou as frequency_weighted_iou
@@ -16,9 +20,7 @@ from jaxvision._src.metrics.scores import mean_pixel_accuracy as mean_pixel_accu
 from jaxvision._src.metrics.scores import pixel_accuracy as pixel_accuracy
 from jaxvision._src.metrics.scores import precision as precision
 from jaxvision._src.metrics.scores import recall as recall
-from jaxvision._src.metrics.labels import reduce_zero_label as reduce_zero_label
-from jaxvision._src.metrics.report import segmentation_report as segmentation_report
-from jaxvision._src.metrics.report import segmentation_scores as segmentation_scores
+from jaxvision._src.metrics.streaming import ConfusionState as ConfusionState
 
 __all__ = [
     "ConfusionState",
