@@ -156,3 +156,17 @@ def test_bad_logits_are_refused():
         metrics.confusion_matrix_from_logits(jnp.zeros(3, jnp.int32), jnp.zeros((3, 2), jnp.int32))
     with pytest.raises(ValueError, match="axis=3 is out of range"):
         metrics.confusion_matrix_from_logits(jnp.zeros(3, jnp.int32), jnp.zeros((3, 2)), axis=3)
+
+
+@pytest.mark.parametrize("c", [19, 40])
+def test_large_inputs_take_the_split_paths_and_stay_exact(c):
+    # 65790 pixels (not a multiple of 8): pair packing for C=19, plain pieces for C=40.
+    rng = np.random.default_rng(c)
+    t = rng.integers(0, c + 1, size=(3, 129, 170)).astype(np.uint8)
+    t[t == c] = 255
+    p = rng.integers(0, c + 2, size=t.shape).astype(np.uint8)
+    cm = np.asarray(metrics.confusion_matrix(jnp.asarray(t), jnp.asarray(p), c, ignore_index=255))
+    keep = t != 255
+    tt, pp = t[keep].astype(np.int64), np.minimum(p[keep], c).astype(np.int64)
+    want = np.bincount(tt * (c + 1) + pp, minlength=c * (c + 1)).reshape(c, c + 1)
+    np.testing.assert_array_equal(cm, want)
