@@ -170,3 +170,14 @@ def test_large_inputs_take_the_split_paths_and_stay_exact(c):
     tt, pp = t[keep].astype(np.int64), np.minimum(p[keep], c).astype(np.int64)
     want = np.bincount(tt * (c + 1) + pp, minlength=c * (c + 1)).reshape(c, c + 1)
     np.testing.assert_array_equal(cm, want)
+
+
+def test_histogram_drops_values_outside_its_bins_on_every_path():
+    from jaxvision._src.metrics.histogram import histogram
+
+    rng = np.random.default_rng(5)
+    for length in [10, 700]:  # pair-packed and plain split paths
+        bins = rng.integers(-3, length + 4, size=70_001).astype(np.int32)
+        got = jax.jit(histogram, static_argnums=1)(jnp.asarray(bins), length)
+        inside = bins[(bins >= 0) & (bins < length)]
+        np.testing.assert_array_equal(got, np.bincount(inside, minlength=length))

@@ -97,3 +97,20 @@ def test_fbeta(labels, cm):
     np.testing.assert_allclose(
         metrics.fbeta_score(cm, 2.0, absent=0.0), _torch(fb, t, p), rtol=1e-6
     )
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+@pytest.mark.parametrize("per_class", [False, True])
+def test_segmentation_mean_iou_is_a_per_image_average(labels, per_class):
+    segmentation = pytest.importorskip("torchmetrics.segmentation")
+    t, p = labels
+    t = np.where(t == 255, 0, t)  # MeanIoU has no ignore_index
+    per_image = metrics.confusion_matrix(jnp.asarray(t), jnp.asarray(p), C, per_image=True)
+    iou = np.asarray(metrics.class_iou(per_image))  # [images, C], NaN where absent
+    metric = segmentation.MeanIoU(C, per_class=per_class, input_format="index")
+    want = _torch(metric, t, p)
+    if per_class:  # mean over the images where each class occurs; torchmetrics: -1 if none
+        got = np.nan_to_num(np.nanmean(iou, axis=0), nan=-1.0)
+    else:  # mean over all (image, class) pairs where the class occurs
+        got = np.nanmean(iou)
+    np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -34,13 +34,14 @@ def histogram(bins: jax.Array, length: int) -> jax.Array:
 
     Args:
       bins: ``[P]`` int32 bin indices, ``P < 2**31``.
-      length: number of bins ``M - 1`` (static); the value ``length`` itself is the
-        usual "dropped" bin and must be the only value outside ``[0, length)`` when
-        pair packing is used (``confusion_matrix`` guarantees it).
+      length: number of bins (static).
 
     Returns:
       ``[length]`` int32 counts, exact.
     """
+    # Dropped values all become the extra bin `length`: negative indices would otherwise
+    # wrap around (NumPy indexing), and a packed pair must never alias a valid one.
+    bins = jnp.where((bins >= 0) & (bins < length), bins, length)
     size = bins.shape[0]
     if size < _MIN_SPLIT:
         return _scatter_count(bins, length)
@@ -55,8 +56,7 @@ def histogram(bins: jax.Array, length: int) -> jax.Array:
     pairs = bins[:main].reshape(pieces, -1, 2)
     packed = pairs[..., 0] * m + pairs[..., 1]
     joint = sum(
-        jnp.zeros(m * m, jnp.int32).at[packed[i]].add(1, mode="promise_in_bounds")
-        for i in range(pieces)
+        jnp.zeros(m * m, jnp.int32).at[packed[i]].add(1, mode="drop") for i in range(pieces)
     ).reshape(m, m)
     counts = (joint.sum(0) + joint.sum(1))[:length]
     return counts + _scatter_count(bins[main:], length)
