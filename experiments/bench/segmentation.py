@@ -1,6 +1,7 @@
 """Confusion matrix of 16 x 512 x 1024 labels, 19 classes: jaxvision against its peers.
 
-Run: python experiments/bench/segmentation.py [--repeats 7]
+Run: python experiments/bench/segmentation.py [--repeats 7] [--no-torch]
+One core only (numpy.bincount is single-threaded): taskset -c 0 python ...
 
 Labels are uint8 (as segmentation masks are stored), 5% of the targets are the ignore
 label 255. Every side computes the full 19 x 19 matrix as a user would write it (mask the
@@ -39,6 +40,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-torch", action="store_true", help="numpy peers only")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -70,6 +72,8 @@ def main() -> None:
     try:
         import torch
     except ImportError:
+        torch = None
+    if args.no_torch:
         torch = None
     if torch is not None:
         tt, pt = torch.from_numpy(target), torch.from_numpy(pred)

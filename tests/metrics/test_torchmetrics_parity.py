@@ -114,3 +114,9 @@ def test_segmentation_mean_iou_is_a_per_image_average(labels, per_class):
     else:  # mean over all (image, class) pairs where the class occurs
         got = np.nanmean(iou)
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_macro_f1_is_mean_dice(labels, cm):
+    t, p = labels
+    f1 = classification.MulticlassF1Score(C, average="macro", ignore_index=255)
+    np.testing.assert_allclose(metrics.mean_dice(cm), _torch(f1, t, p), rtol=1e-6)
