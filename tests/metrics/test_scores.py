@@ -1,4 +1,4 @@
-"""Scores against the ANCHORS hand cases and a float64 NumPy transcription of FCN."""
+"""Scores against hand-checked cases and a float64 NumPy transcription of FCN."""
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,6 @@
 """Confusion matrices of label maps: rows are ground truth, columns are prediction.
 
-The counting convention (ANCHORS section 2, FCN, Long et al. 2015, arXiv:1411.4038):
+The counting convention (as FCN, Long et al. 2015, arXiv:1411.4038, and mmseg):
 
 - a pixel whose target equals ``ignore_index`` or lies outside ``[0, C)`` is dropped;
 - a pixel whose prediction lies outside ``[0, C)`` is a miss for its true class and a

@@ -52,12 +52,6 @@ def as_float_counts(cm: jax.Array | np.ndarray) -> jax.Array:
     return cm.astype(jnp.float32)
 
 
-def _check_absent(absent: float) -> float:
-    if isinstance(absent, bool) or not isinstance(absent, int | float):
-        raise TypeError(f"absent must be a float (NaN or a number), got {absent!r}")
-    return float(absent)
-
-
 def _check_absent(absent: float) -> jax.Array:
     if isinstance(absent, bool) or not isinstance(absent, int | float):
         raise TypeError(f"absent must be a float (NaN or a number), got {absent!r}")
