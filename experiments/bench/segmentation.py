@@ -27,12 +27,17 @@ C = 19
 IGNORE = 255
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
+def median_ms(
+    fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None
+) -> float:
+    """Median wall time of ``fn`` after one warm-up call; ``sync`` waits for a device."""
     jax.block_until_ready(fn())
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn())
+        sync()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
 
@@ -76,20 +81,26 @@ def main() -> None:
     if args.no_torch:
         torch = None
     if torch is not None:
-        tt, pt = torch.from_numpy(target), torch.from_numpy(pred)
+        # On a GPU machine the torch peers run on the GPU too.
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        tt, pt = torch.from_numpy(target).to(device), torch.from_numpy(pred).to(device)
 
         def torch_full() -> object:
             keep = tt != IGNORE
             index = C * tt[keep].long() + pt[keep].long()
             return torch.bincount(index, minlength=C * C).reshape(C, C)
 
-        assert np.array_equal(torch_full().numpy(), ours)
-        t_index = torch.from_numpy(np_index)
+        assert np.array_equal(torch_full().cpu().numpy(), ours)
+        t_index = torch.from_numpy(np_index).to(device)
         rows += [
-            ("torch.bincount, as a user writes it", median_ms(torch_full, args.repeats)),
             (
-                "torch.bincount alone (index precomputed)",
-                median_ms(lambda: torch.bincount(t_index, minlength=C * C), args.repeats),
+                f"torch.bincount, as a user writes it ({device})",
+                median_ms(torch_full, args.repeats, sync),
+            ),
+            (
+                f"torch.bincount alone, index precomputed ({device})",
+                median_ms(lambda: torch.bincount(t_index, minlength=C * C), args.repeats, sync),
             ),
         ]
         try:
@@ -99,20 +110,21 @@ def main() -> None:
         if MulticlassJaccardIndex is not None:
             for validate in (True, False):
                 metric = MulticlassJaccardIndex(C, ignore_index=IGNORE, validate_args=validate)
+                metric = metric.to(device)
 
                 def update(metric=metric) -> None:
                     metric.update(pt, tt)
 
-                ms = median_ms(update, args.repeats)
+                ms = median_ms(update, args.repeats, sync)
                 rows.append((f"torchmetrics JaccardIndex.update, validate_args={validate}", ms))
-                assert np.array_equal(metric.confmat.numpy(), ours * (args.repeats + 1))
+                assert np.array_equal(metric.confmat.cpu().numpy(), ours * (args.repeats + 1))
     print(
         f"confusion matrix {SHAPE} uint8, C={C}, ignore_index={IGNORE}; jax {jax.__version__} "
         f"on {jax.devices()[0].device_kind}; medians of {args.repeats}"
     )
-    print(f"{'jaxvision.metrics.confusion_matrix (jit)':48s} {ours_ms:9.2f} ms")
+    print(f"{'jaxvision.metrics.confusion_matrix (jit)':56s} {ours_ms:9.3f} ms")
     for name, ms in rows:
-        print(f"{name:48s} {ms:9.2f} ms   ratio {ms / ours_ms:5.2f}")
+        print(f"{name:56s} {ms:9.3f} ms   ratio {ms / ours_ms:6.2f}")
 
 
 if __name__ == "__main__":
