@@ -139,3 +139,10 @@ def test_bad_use_is_refused():
     collide = collide.update(np.array([0, 1, 2]), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="ignore_index=0 is also class 0"):
         collide.compute(["mean_iou"])
+
+
+def test_scores_inside_jit_from_the_float_matrix_equal_compute():
+    t, p = _labels(6, (2, 16, 16), 4)
+    state = metrics.ConfusionState.init(4, ignore_index=255).update(t, p)
+    inside = jax.jit(lambda s: metrics.segmentation_scores(s.matrix(), ["mean_iou"]))(state)
+    assert inside["mean_iou"] == pytest.approx(state.compute(["mean_iou"])["mean_iou"])

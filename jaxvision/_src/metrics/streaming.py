@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import flax.struct
@@ -146,9 +147,16 @@ class ConfusionState:
         return (high << _BITS) + low
 
     def compute(
-        self, names: tuple[str, ...] | None = None, *, absent: float = float("nan")
+        self, names: Sequence[str] | None = None, *, absent: float = float("nan")
     ) -> dict[str, Any]:
-        """Scores of the accumulated counts (see ``segmentation_scores``).
+        """Scores of the accumulated counts (see ``segmentation_scores``), on the host.
+
+        Reads the exact counts with :meth:`counts`, so call it outside ``jit``; inside
+        ``jit``, use ``segmentation_scores(state.matrix(), ...)``.
+
+        Args:
+          names: scores to compute (``None``: all), as in ``segmentation_scores``.
+          absent: the absent-class policy (NaN: undefined and excluded from means).
 
         Raises:
           ValueError: the state's ``ignore_index`` names a class in ``[0, C)``, which
