@@ -2,4 +2,40 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.metrics: Segmentation metrics from exact, mergeable confusion matrices."""
 
-__all__: list[str] = []
+from jaxvision._src.metrics.confusion import confusion_matrix as confusion_matrix
+from jaxvision._src.metrics.confusion import confusion_matrix_from_logits as confusion_matrix_from_logits
+from jaxvision._src.metrics.labels import reduce_zero_label as reduce_zero_label
+from jaxvision._src.metrics.report import segmentation_report as segmentation_report
+from jaxvision._src.metrics.report import segmentation_scores as segmentation_scores
+from jaxvision._src.metrics.scores import class_accuracy as class_accuracy
+from jaxvision._src.metrics.scores import class_iou as class_iou
+from jaxvision._src.metrics.scores import dice as dice
+from jaxvision._src.metrics.scores import fbeta_score as fbeta_score
+from jaxvision._src.metrics.scores import frequency_weighted_iou as frequency_weighted_iou
+from jaxvision._src.metrics.scores import mean_dice as mean_dice
+from jaxvision._src.metrics.scores import mean_iou as mean_iou
+from jaxvision._src.metrics.scores import mean_pixel_accuracy as mean_pixel_accuracy
+from jaxvision._src.metrics.scores import pixel_accuracy as pixel_accuracy
+from jaxvision._src.metrics.scores import precision as precision
+from jaxvision._src.metrics.scores import recall as recall
+from jaxvision._src.metrics.streaming import ConfusionState as ConfusionState
+
+__all__ = [
+    "ConfusionState",
+    "class_accuracy",
+    "class_iou",
+    "confusion_matrix",
+    "confusion_matrix_from_logits",
+    "dice",
+    "fbeta_score",
+    "frequency_weighted_iou",
+    "mean_dice",
+    "mean_iou",
+    "mean_pixel_accuracy",
+    "pixel_accuracy",
+    "precision",
+    "recall",
+    "reduce_zero_label",
+    "segmentation_report",
+    "segmentation_scores",
+]
