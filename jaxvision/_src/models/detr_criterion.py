@@ -33,11 +33,6 @@ from jaxvision._src.export import export
 
 Matcher = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
-# Non-finite matching costs are replaced by this value so that such pairs are matched only
-# when nothing else is left (HF's matcher does the same with the dtype's max, which
-# overflows the potentials of an exact solver in float32).
-_BAD_COST = 1e8
-
 
 def _check_array(x: Any, name: str, ndim: int, last: int | None = None) -> jax.Array:
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -116,9 +111,10 @@ def detr_matching_cost(
 
     ``cost_class * (-softmax(logits)[label]) + cost_bbox * L1 + cost_giou * (-GIoU)``, the
     L1 distance summed over the four ``cxcywh`` coordinates and GIoU taken on ``xyxy``
-    (Carion et al., ECCV 2020, eq. 1 and appendix A.2). Non-finite entries are replaced by a
-    large finite cost (1e8) so that such pairs are matched last, as HF's matcher does.
-    Padded target slots get a finite cost too; pass the target mask to the matcher.
+    (Carion et al., ECCV 2020, eq. 1 and appendix A.2). The cost is finite for any finite
+    boxes, degenerate ones included (GIoU of empty boxes is defined); non-finite predictions
+    give non-finite entries, which jaxvision's matchers treat as a large finite cost (as
+    HF's matcher does). Padded target slots get costs too; pass the mask to the matcher.
 
     Args:
       logits: ``[..., Q, C + 1]`` class logits, no-object last.
@@ -139,11 +135,8 @@ def detr_matching_cost(
     pb = pred_boxes.astype(jnp.float32)
     tb = target_boxes.astype(jnp.float32)
     bbox_cost = jnp.abs(pb[..., :, None, :] - tb[..., None, :, :]).sum(-1)
-    giou = _boxes.generalized_box_iou(
-        _boxes.box_convert(pb, "cxcywh", "xyxy"), _boxes.box_convert(tb, "cxcywh", "xyxy")
-    )
-    cost = cost_class * class_cost + cost_bbox * bbox_cost - cost_giou * giou
-    return jnp.where(jnp.isfinite(cost), cost, _BAD_COST)
+    giou = _boxes.generalized_box_iou(pb, tb, fmt="cxcywh")
+    return cost_class * class_cost + cost_bbox * bbox_cost - cost_giou * giou
 
 
 def _layer_terms(
@@ -180,11 +173,7 @@ def _layer_terms(
     l1 = jnp.where(matched, jnp.abs(src - tgt).sum(-1), 0.0)
     giou = jnp.where(
         matched,
-        _losses.giou_loss(
-            _boxes.box_convert(src, "cxcywh", "xyxy"),
-            _boxes.box_convert(tgt, "cxcywh", "xyxy"),
-            reduction="none",
-        ),
+        _losses.giou_loss(src, tgt, fmt="cxcywh", reduction="none", eps=0.0),
         0.0,
     )
 
