@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 
 def working_dtype(dtype: jnp.dtype) -> jnp.dtype:
@@ -50,6 +51,14 @@ def finite_costs(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Ar
       Since ``big - hi > n_pairs * (hi - lo)``, an assignment using fewer non-finite entries
       always has the lower total cost.
     """
+    # One cheap reduction decides whether the masks below are needed: the sum is finite
+    # unless an entry is not (or the sum overflows, which takes the exact path too).
+    return lax.cond(
+        jnp.isfinite(jnp.sum(cost)), lambda c: c, lambda c: _replace(c, row_active, n_pairs), cost
+    )
+
+
+def _replace(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
     finite = jnp.isfinite(cost)
     considered = finite & row_active[:, :, None]
     any_finite = jnp.any(considered, axis=(1, 2))
