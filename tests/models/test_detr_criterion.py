@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from jaxvision import models
+from jaxvision import matching, models
 
 C = 7  # object classes; logits have C + 1 columns, no-object last
 
@@ -101,6 +101,12 @@ def test_loss_equals_hf_transformers(aux):
     assert set(want_terms) == set(terms) - {k for k in terms if k.startswith("class_error")}
     for key, value in want_terms.items():
         np.testing.assert_allclose(float(terms[key]), value, rtol=1e-5, atol=1e-6, err_msg=key)
+    if aux:
+        # bfloat16 predictions are accepted; the loss is computed in float32.
+        half = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), outputs)
+        got_half, _ = loss_fn(half, targets)
+        assert got_half.dtype == jnp.float32
+        np.testing.assert_allclose(float(got_half), want, rtol=2e-2)
 
 
 @pytest.mark.torch
@@ -169,6 +175,11 @@ def test_hand_values_for_a_perfect_and_an_empty_image():
     assert float(terms["cardinality_error"]) == 0.0
     assert float(terms["class_error"]) == 0.0
     assert float(loss) == pytest.approx(float(terms["loss_ce"]), abs=1e-5)
+    # The greedy matcher swaps in; on this unambiguous case it finds the same matching.
+    greedy = jax.jit(
+        functools.partial(models.detr_loss, num_classes=C, matcher=matching.greedy_match)
+    )
+    np.testing.assert_allclose(float(greedy(outputs, targets)[0]), float(loss), rtol=1e-6)
 
     # Predict everything as no-object: cardinality error |0 - 2| / 2 images = 1, and both
     # matched queries are misclassified.
