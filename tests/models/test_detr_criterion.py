@@ -12,6 +12,9 @@ from jaxvision import matching, models
 
 C = 7  # object classes; logits have C + 1 columns, no-object last
 
+# One jitted loss shared by the tests, so that equal shapes compile once.
+_LOSS = jax.jit(functools.partial(models.detr_loss, num_classes=C))
+
 
 def _batch(seed: int, *, b=4, q=10, t=6, layers=1, counts=(3, 0, 6, 1)):
     """Random predictions and padded targets; image 1 has no target."""
@@ -95,7 +98,11 @@ def _hf_loss(outputs, targets, *, aux):
 def test_loss_equals_hf_transformers(aux):
     outputs, targets = _batch(0, layers=3)
     want, want_terms = _hf_loss(outputs, targets, aux=aux)
-    loss_fn = jax.jit(functools.partial(models.detr_loss, num_classes=C, aux_loss=aux))
+    loss_fn = (
+        _LOSS
+        if aux
+        else jax.jit(functools.partial(models.detr_loss, num_classes=C, aux_loss=False))
+    )
     got, terms = loss_fn(outputs, targets)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
     assert set(want_terms) == set(terms) - {k for k in terms if k.startswith("class_error")}
@@ -117,6 +124,30 @@ def test_scipy_matcher_swaps_in_and_agrees_with_hf():
         outputs, targets
     )
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+@pytest.mark.torch
+def test_more_targets_than_queries_agrees_with_hf():
+    # 4 queries, up to 6 targets: every query is matched, every target counts in N.
+    outputs, targets = _batch(7, q=4, layers=2, counts=(6, 4, 0, 5))
+    want, want_terms = _hf_loss(outputs, targets, aux=True)
+    got, terms = _LOSS(outputs, targets)
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    np.testing.assert_allclose(float(terms["cardinality_error"]), want_terms["cardinality_error"])
+
+
+def test_loss_is_invariant_to_the_order_of_queries_and_target_slots():
+    outputs, targets = _batch(8, layers=3)
+    rng = np.random.default_rng(8)
+    q_perm = rng.permutation(outputs["logits"].shape[1])
+    t_perm = rng.permutation(targets["mask"].shape[1])  # moves padding between real slots
+    shuffled_outputs = jax.tree.map(lambda x: x[:, q_perm], outputs)
+    shuffled_targets = jax.tree.map(lambda x: x[:, t_perm], targets)
+    want, want_terms = _LOSS(outputs, targets)
+    got, terms = _LOSS(shuffled_outputs, shuffled_targets)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    for key in want_terms:
+        np.testing.assert_allclose(float(terms[key]), float(want_terms[key]), rtol=1e-5, atol=1e-6)
 
 
 def _np_giou(a, b):
@@ -166,8 +197,7 @@ def test_hand_values_for_a_perfect_and_an_empty_image():
         "boxes": np.stack([tboxes, np.zeros_like(tboxes)]),
         "mask": np.array([[True, True], [False, False]]),
     }
-    loss_fn = jax.jit(functools.partial(models.detr_loss, num_classes=C))
-    loss, terms = loss_fn(outputs, targets)
+    loss, terms = _LOSS(outputs, targets)
     # Every query is right with probability 1 / (1 + 7 e^-8): CE = log(1 + 7 e^-8).
     np.testing.assert_allclose(float(terms["loss_ce"]), np.log1p(7 * np.exp(-big)), rtol=1e-3)
     assert float(terms["loss_bbox"]) == pytest.approx(0.0, abs=1e-6)
@@ -185,7 +215,7 @@ def test_hand_values_for_a_perfect_and_an_empty_image():
     # matched queries are misclassified.
     logits[0, :, :] = 0.0
     logits[0, :, C] = big
-    _, terms = loss_fn({"logits": logits, "boxes": boxes}, targets)
+    _, terms = _LOSS({"logits": logits, "boxes": boxes}, targets)
     assert float(terms["cardinality_error"]) == 1.0
     assert float(terms["class_error"]) == 100.0
 
@@ -260,8 +290,8 @@ def test_sharded_loss_and_gradients_average_to_the_single_device_ones():
 
 
 def test_bad_input_raises_at_trace_time():
-    outputs, targets = _batch(5)
-    loss = jax.jit(functools.partial(models.detr_loss, num_classes=C))
+    outputs, targets = _batch(5, layers=3)
+    loss = _LOSS
     bad = dict(targets, labels=targets["labels"][:3])
     with pytest.raises(ValueError, match="labels"):
         loss(outputs, bad)
