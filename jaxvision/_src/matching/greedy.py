@@ -38,8 +38,7 @@ def greedy_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, j
     if q == 0 or t == 0 or b == 0:
         return query_of_target, target_of_query
     mask = target_mask.astype(bool)
-    # Targets as rows: [B, T, Q].
-    c = jnp.swapaxes(lax.stop_gradient(costs).astype(working_dtype(costs.dtype)), 1, 2)
+    c = lax.stop_gradient(costs).astype(working_dtype(costs.dtype))
     c = finite_costs(c, mask, min(q, t))
     iota_q = jnp.arange(q, dtype=c.dtype)
     iota_t = jnp.arange(t, dtype=c.dtype)
@@ -52,12 +51,12 @@ def greedy_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, j
         query_of_target, target_of_query = carry
         open_t = mask & (query_of_target < 0)
         free_q = target_of_query < 0
-        best = jnp.min(jnp.where(free_q[:, None, :], c, jnp.inf), axis=2)
+        best = jnp.min(jnp.where(free_q[:, :, None], c, jnp.inf), axis=1)  # [B, T]
         best = jnp.where(open_t, best, jnp.inf)
         low = jnp.min(best, axis=1)
         ti = first(open_t & (best == low[:, None]), iota_t, t)
-        row = c[batch, jnp.minimum(ti, t - 1)]
-        qi = first(free_q & (row == low[:, None]), iota_q, q)
+        column = c[batch, :, jnp.minimum(ti, t - 1)]  # [B, Q]
+        qi = first(free_q & (column == low[:, None]), iota_q, q)
         found = (ti < t) & (qi < q)
         ti, qi = jnp.where(found, ti, t), jnp.where(found, qi, q)
         query_of_target = query_of_target.at[batch, ti].set(qi, mode="drop")
