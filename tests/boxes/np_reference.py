@@ -180,16 +180,12 @@ def numerical_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
 def greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, labels=None) -> list:
     """Sequential greedy NMS in float64: a box is dropped when IoU > threshold with a kept
     box of the same label; order by decreasing score, ties by lower index."""
+    boxes = np.asarray(boxes, np.float64)
+    labels = np.zeros(len(scores), int) if labels is None else np.asarray(labels)
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     kept: list = []
     for i in order:
-        suppressed = False
-        for k in kept:
-            if labels is not None and labels[k] != labels[i]:
-                continue
-            if iou(boxes[k], boxes[i]) > threshold:
-                suppressed = True
-                break
-        if not suppressed:
+        same = [k for k in kept if labels[k] == labels[i]]
+        if not same or not np.any(iou(boxes[same], boxes[i]) > threshold):
             kept.append(i)
     return kept

@@ -14,6 +14,7 @@ with the quadratic block-against-block pass replaced by a pass over the kept buf
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -183,7 +184,14 @@ def _nms(
     max_output = _check_max_output(max_output, n)
     if n == 0 or max_output == 0:
         return jnp.full(max_output, -1, jnp.int32), jnp.int32(0)
+    return _nms_compiled(boxes, scores, labels, threshold, max_output=max_output, fmt=fmt)
 
+
+@functools.partial(jax.jit, static_argnames=("max_output", "fmt"))
+def _nms_compiled(
+    boxes: Array, scores: Array, labels: Array | None, threshold: Array, max_output: int, fmt: str
+) -> tuple[Array, Array]:
+    # One compiled computation, so that eager calls do not dispatch op by op.
     order = _score_order(scores.astype(checks.compute_dtype(scores)))
     c = terms.corners(boxes.astype(jnp.float32)[order], fmt)
     rows = jnp.stack([c.x1, c.y1, c.x2, c.y2, c.area], axis=-1)
