@@ -138,3 +138,114 @@ def test_hand_example():
     # with query 1 and target 1 with query 0; query 1 alone would take target 1 (cost 0).
     np.testing.assert_array_equal(q_of_t, [[1, 0, -1]])
     np.testing.assert_array_equal(t_of_q, [[1, 0, -1]])
+
+
+def test_non_finite_costs_are_large_finite_costs():
+    rng = np.random.default_rng(7)
+    b, q, t = 300, 30, 12
+    costs = rng.uniform(size=(b, q, t)).astype(np.float32)
+    bad = rng.uniform(size=costs.shape) < 0.3
+    costs[bad] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), bad.sum())
+    costs[0] = np.nan  # an image with no finite cost at all
+    mask = padding_mask(rng, b, t, low=0)
+    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask))
+    for c, real, qt, tq, nonfinite in zip(costs, mask, q_of_t, t_of_q, bad, strict=True):
+        targets = np.flatnonzero(qt >= 0)
+        assert len(targets) == real.sum() and np.array_equal(tq[qt[targets]], targets)
+        # scipy with non-finite entries at 1e9: fewest non-finite pairs first, then the
+        # cheapest finite part; the matcher must agree on both.
+        sub = np.where(np.isfinite(c), c, 1e9).astype(np.float64)[:, real]
+        ref_q, ref_t = scipy_lsa(sub)
+        ref_bad = (sub[ref_q, ref_t] == 1e9).sum()
+        used = c[qt[targets], targets].astype(np.float64)
+        assert (~np.isfinite(used)).sum() == ref_bad
+        ref_finite = sub[ref_q, ref_t][sub[ref_q, ref_t] != 1e9].sum()
+        assert_same_total(used[np.isfinite(used)].sum(), ref_finite, 1.0)
+        assert np.all(nonfinite[qt[targets], targets] == ~np.isfinite(used))
+
+
+def test_degenerate_shapes():
+    q_of_t, t_of_q = matching.hungarian_match(jnp.zeros((2, 0, 3)), jnp.ones((2, 3), bool))
+    np.testing.assert_array_equal(q_of_t, -np.ones((2, 3)))
+    assert t_of_q.shape == (2, 0)
+    q_of_t, t_of_q = matching.hungarian_match(jnp.zeros((2, 4, 0)), jnp.ones((2, 0), bool))
+    assert q_of_t.shape == (2, 0)
+    np.testing.assert_array_equal(t_of_q, -np.ones((2, 4)))
+    rows, cols = matching.linear_sum_assignment(jnp.zeros((0, 5)))
+    assert rows.shape == cols.shape == (0,)
+
+
+def test_batched_linear_sum_assignment_and_vmap():
+    rng = np.random.default_rng(8)
+    cost = rng.uniform(size=(2, 3, 5, 4)).astype(np.float32)
+    rows, cols = matching.linear_sum_assignment(cost)
+    assert rows.shape == cols.shape == (2, 3, 4)
+    v_rows, v_cols = jax.vmap(jax.vmap(matching.linear_sum_assignment))(cost)
+    for idx in np.ndindex(2, 3):
+        ref = scipy_lsa(cost[idx])
+        np.testing.assert_array_equal(rows[idx], ref[0])
+        np.testing.assert_array_equal(cols[idx], ref[1])
+        np.testing.assert_array_equal(v_rows[idx], ref[0])
+        np.testing.assert_array_equal(v_cols[idx], ref[1])
+
+
+def test_vmap_over_decoder_layers_and_grad():
+    # DETR matches every decoder layer's output; the loss uses the matched indices.
+    rng = np.random.default_rng(9)
+    costs = jnp.asarray(rng.uniform(size=(3, 2, 10, 4)).astype(np.float32))
+    mask = jnp.asarray([[True, True, True, False], [True, False, False, False]])
+    layered = jax.vmap(matching.hungarian_match, in_axes=(0, None))(costs, mask)
+    for layer in range(3):
+        single = matching.hungarian_match(costs[layer], mask)
+        np.testing.assert_array_equal(layered[0][layer], single[0])
+        np.testing.assert_array_equal(layered[1][layer], single[1])
+
+    def matched_cost(c: jax.Array) -> jax.Array:
+        q_of_t, _ = matching.hungarian_match(c, mask)
+        picked = jnp.take_along_axis(c, jnp.maximum(q_of_t, 0)[:, None, :], axis=1)[:, 0]
+        return jnp.sum(jnp.where(mask, picked, 0.0))
+
+    grad = jax.jit(jax.grad(matched_cost))(costs[0])
+    q_of_t = np.asarray(matching.hungarian_match(costs[0], mask)[0])
+    expected = np.zeros(costs[0].shape, np.float32)
+    for img, t in zip(*np.nonzero(np.asarray(mask)), strict=True):
+        expected[img, q_of_t[img, t], t] = 1.0
+    np.testing.assert_array_equal(grad, expected)
+
+
+def test_input_dtypes():
+    rng = np.random.default_rng(10)
+    cost = rng.uniform(size=(6, 6)).astype(np.float32)
+    ref = scipy_lsa(cost)
+    for dtype in (jnp.bfloat16, jnp.float16):
+        c = jnp.asarray(cost, dtype)
+        rows, cols = matching.linear_sum_assignment(c)
+        c64 = np.asarray(c.astype(jnp.float32), np.float64)
+        assert_same_total(c64[rows, cols].sum(), c64[scipy_lsa(c64)].sum(), 1.0)
+    rows, cols = matching.linear_sum_assignment(np.rint(cost * 10).astype(np.int8))
+    np.testing.assert_array_equal(
+        np.rint(cost * 10)[rows, cols].sum(),
+        np.rint(cost * 10)[scipy_lsa(np.rint(cost * 10))].sum(),
+    )
+    assert ref[0].shape == rows.shape
+
+
+@pytest.mark.parametrize(
+    ("costs", "mask", "error", "match"),
+    [
+        (jnp.zeros((3, 4)), jnp.ones((3, 4), bool), ValueError, "costs must have shape"),
+        (jnp.zeros((2, 3, 4)), jnp.ones((2, 3), bool), ValueError, "target_mask must have"),
+        (jnp.zeros((2, 3, 4)), jnp.ones((2, 4)), TypeError, "target_mask must be bool"),
+        (jnp.zeros((2, 3, 4), jnp.complex64), jnp.ones((2, 4), bool), TypeError, "real"),
+    ],
+)
+def test_bad_input_is_refused(costs, mask, error, match):
+    with pytest.raises(error, match=match):
+        matching.hungarian_match(costs, mask)
+    with pytest.raises(error, match=match):
+        matching.greedy_match(costs, mask)
+
+
+def test_linear_sum_assignment_refuses_vectors():
+    with pytest.raises(ValueError, match="cost must have shape"):
+        matching.linear_sum_assignment(jnp.zeros(4))

@@ -153,8 +153,9 @@ def complete_box_iou(
 
     Convention: ``atan(w / h)`` is evaluated as ``atan2(w, h)``, so a zero-height box has
     angle pi/2 (finite value and gradient, where the peers' ``w / h`` gives NaN
-    gradients) and a point box angle 0. ``alpha`` is held constant under differentiation,
-    as in the authors' code and torchvision; ``alpha`` is 0 where its denominator is 0.
+    gradients); ``v`` is 0 when either box is a point (zero width and height).
+    ``alpha`` is held constant under differentiation, as in the authors' code and
+    torchvision; ``alpha`` is 0 where its denominator is 0.
 
     Args:
       boxes1: ``[..., N, 4]`` boxes in format ``fmt``.

@@ -115,15 +115,18 @@ def diou_penalty(a: Corners, b: Corners, eps: float) -> Array:
     return safe_div(dx * dx + dy * dy, cw * cw + ch * ch + eps)
 
 
-def _angle(w: Array, h: Array) -> Array:
-    """``atan(w / h)`` as ``atan2(w, h)``: pi/2 for a zero-height box, 0 for a point."""
-    point = (w == 0) & (h == 0)
-    return jnp.where(point, 0, jnp.arctan2(jnp.where(point, 1, w), jnp.where(point, 1, h)))
-
-
 def aspect_v(a: Corners, b: Corners) -> Array:
-    """CIoU's aspect-ratio consistency ``v = 4 / pi^2 (atan(wb/hb) - atan(wa/ha))^2``."""
-    d = _angle(b.w, b.h) - _angle(a.w, a.h)
+    """CIoU's aspect-ratio consistency ``v = 4 / pi^2 (atan(wb/hb) - atan(wa/ha))^2``.
+
+    The angle difference is evaluated as one ``atan2(wb ha - hb wa, hb ha + wb wa)``
+    (the difference of ``atan2(w, h)`` of each box): finite with finite gradients for
+    zero-height boxes (angle pi/2), one transcendental call instead of two, and 0 when
+    either box is a point (no aspect ratio to match).
+    """
+    y = b.w * a.h - b.h * a.w
+    x = b.h * a.h + b.w * a.w
+    point = (x == 0) & (y == 0)
+    d = jnp.where(point, 0, jnp.arctan2(jnp.where(point, 0, y), jnp.where(point, 1, x)))
     return (4 / math.pi**2) * d * d
 
 

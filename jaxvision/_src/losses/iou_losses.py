@@ -202,7 +202,8 @@ def ciou_loss(
 
     Conventions: ``alpha`` is held constant under differentiation (authors' code,
     torchvision); ``atan(w / h)`` is ``atan2(w, h)``, so a zero-height box has angle pi/2
-    and a finite gradient (the peers' ``w / h`` gives NaN gradients, Zzh-tju #19).
+    and a finite gradient (the peers' ``w / h`` gives NaN gradients, Zzh-tju #19);
+    ``v`` is 0 when either box is a point.
 
     Args:
       pred: ``[..., 4]`` predicted boxes in format ``fmt``.

@@ -39,15 +39,17 @@ def solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.A
     """Assigns every active row of each problem to a distinct column at minimum total cost.
 
     Args:
-      cost: ``[B, N, M]`` finite float costs, except ``+inf`` for forbidden columns; each
-        problem must have at least as many allowed columns as active rows.
+      cost: ``[B, M, N]`` finite float costs, ``cost[b, j, i]`` for row ``i`` and column
+        ``j`` (columns first: the ``[B, Q, T]`` layout of DETR's cost with targets as rows),
+        except ``+inf`` for forbidden columns; each problem must have at least as many
+        allowed columns as active rows.
       row_active: ``[B, N]`` bool, the rows to assign; inactive rows stay unassigned.
 
     Returns:
       ``(col4row, row4col)``: ``[B, N]`` int32 column of each row and ``[B, M]`` int32 row of
       each column, -1 where unassigned.
     """
-    b, n, m = cost.shape
+    b, m, n = cost.shape
     dtype = cost.dtype
     inf = jnp.asarray(jnp.inf, dtype)
     iota_m = jnp.arange(m, dtype=jnp.int32)
@@ -59,9 +61,10 @@ def solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.A
 
     # Greedy start: each row takes its cheapest column unless a lower row took it already.
     # (The first index attaining the minimum is found in float: faster on XLA CPU.)
-    row_min = jnp.min(cost, axis=2)
-    at_min = cost == row_min[:, :, None]
-    best = jnp.min(jnp.where(at_min, iota_m.astype(dtype), m), axis=2).astype(jnp.int32)
+    row_min = jnp.min(cost, axis=1)
+    at_min = cost == row_min[:, None, :]
+    best = jnp.min(jnp.where(at_min, iota_m.astype(dtype)[:, None], m), axis=1)
+    best = best.astype(jnp.int32)
     claim = jnp.where(row_active, best, m)
     owner = (
         jnp.full((b, m), n, jnp.int32)
@@ -100,7 +103,7 @@ def solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.A
     def body(s: dict) -> dict:
         searching = s["phase"] == _SEARCH
         # One Dijkstra step from row i.
-        row = cost[batch, s["i"]]
+        row = cost[batch, :, s["i"]]
         reduced = s["min_val"][:, None] + row - s["ui"][:, None] - s["v"]
         better = searching[:, None] & ~s["scanned"] & (reduced < s["spc"])
         spc = jnp.where(better, reduced, s["spc"])
@@ -117,7 +120,7 @@ def solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.A
         sink = searching & (owner_j < 0)
         advance = searching & ~sink
         i = jnp.where(advance, owner_j, s["i"])
-        ui = jnp.where(advance, cost[batch, i, j] - s["v"][batch, j], s["ui"])
+        ui = jnp.where(advance, cost[batch, j, i] - s["v"][batch, j], s["ui"])
         min_val = jnp.where(searching, low, s["min_val"])
 
         # A free column reached: update the column duals of the scanned columns.

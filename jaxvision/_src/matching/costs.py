@@ -40,12 +40,13 @@ def finite_costs(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Ar
     """Replaces NaN and +-inf entries by a large finite cost, per problem.
 
     Args:
-      cost: ``[B, N, M]`` float costs (row ``i`` of problem ``b`` to column ``j``).
+      cost: ``[B, M, N]`` float costs, ``cost[b, j, i]`` for row ``i`` and column ``j`` (the
+        ``[B, Q, T]`` layout with targets as rows).
       row_active: ``[B, N]`` bool; only active rows' finite entries set the scale.
       n_pairs: an upper bound on the number of pairs an assignment holds.
 
     Returns:
-      ``[B, N, M]`` with every non-finite entry replaced by
+      ``[B, M, N]`` with every non-finite entry replaced by
       ``big = hi + 2 * (n_pairs * (hi - lo) + |hi| + 1)`` where ``hi`` and ``lo`` are the
       largest and smallest finite active entries of that problem (0 when there are none).
       Since ``big - hi > n_pairs * (hi - lo)``, an assignment using fewer non-finite entries
@@ -60,7 +61,7 @@ def finite_costs(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Ar
 
 def _replace(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
     finite = jnp.isfinite(cost)
-    considered = finite & row_active[:, :, None]
+    considered = finite & row_active[:, None, :]
     any_finite = jnp.any(considered, axis=(1, 2))
     hi = jnp.max(jnp.where(considered, cost, -jnp.inf), axis=(1, 2))
     lo = jnp.min(jnp.where(considered, cost, jnp.inf), axis=(1, 2))

@@ -39,20 +39,26 @@ def greedy_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, j
         return query_of_target, target_of_query
     mask = target_mask.astype(bool)
     c = lax.stop_gradient(costs).astype(working_dtype(costs.dtype))
-    c = jnp.swapaxes(finite_costs(jnp.swapaxes(c, 1, 2), mask, min(q, t)), 1, 2)
-    flat_size = q * t
-    iota = jnp.arange(flat_size, dtype=jnp.int32)
+    c = finite_costs(c, mask, min(q, t))
+    iota_q = jnp.arange(q, dtype=c.dtype)
+    iota_t = jnp.arange(t, dtype=c.dtype)
     batch = jnp.arange(b)
+
+    def first(at: jax.Array, iota: jax.Array, size: int) -> jax.Array:
+        return jnp.min(jnp.where(at, iota, size), axis=-1).astype(jnp.int32)
 
     def round_(_, carry):
         query_of_target, target_of_query = carry
-        free = (target_of_query < 0)[:, :, None] & (mask & (query_of_target < 0))[:, None, :]
-        flat = jnp.where(free, c, jnp.inf).reshape(b, flat_size)
-        low = jnp.min(flat, axis=1)
-        k = jnp.min(jnp.where((flat == low[:, None]) & free.reshape(b, -1), iota, flat_size), 1)
-        found = k < flat_size
-        qi = jnp.where(found, k // t, q)
-        ti = jnp.where(found, k % t, t)
+        open_t = mask & (query_of_target < 0)
+        free_q = target_of_query < 0
+        best = jnp.min(jnp.where(free_q[:, :, None], c, jnp.inf), axis=1)  # [B, T]
+        best = jnp.where(open_t, best, jnp.inf)
+        low = jnp.min(best, axis=1)
+        ti = first(open_t & (best == low[:, None]), iota_t, t)
+        column = c[batch, :, jnp.minimum(ti, t - 1)]  # [B, Q]
+        qi = first(free_q & (column == low[:, None]), iota_q, q)
+        found = (ti < t) & (qi < q)
+        ti, qi = jnp.where(found, ti, t), jnp.where(found, qi, q)
         query_of_target = query_of_target.at[batch, ti].set(qi, mode="drop")
         target_of_query = target_of_query.at[batch, qi].set(ti, mode="drop")
         return query_of_target, target_of_query

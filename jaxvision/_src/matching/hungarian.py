@@ -50,9 +50,9 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
     if maximize:
         c = -c
     transposed = n > m
-    if transposed:
-        c = jnp.swapaxes(c, 1, 2)
-    rows = jnp.ones(c.shape[:2], bool)
+    if not transposed:
+        c = jnp.swapaxes(c, 1, 2)  # the solver's layout: [B, columns, rows]
+    rows = jnp.ones((c.shape[0], c.shape[2]), bool)
     c = finite_costs(c, rows, k)
     col4row, _ = solve_rows(c, rows)
     if transposed:
@@ -105,8 +105,8 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
     none_q = jnp.full((b, q), -1, jnp.int32)
     if q == 0 or t == 0 or b == 0:
         return none_t, none_q
-    # Rows are targets, columns queries.
-    c = jnp.swapaxes(jax.lax.stop_gradient(costs).astype(dtype), 1, 2)
+    # Targets are the rows to assign, queries the columns: [B, Q, T] is the solver's layout.
+    c = jax.lax.stop_gradient(costs).astype(dtype)
     c = finite_costs(c, mask, min(q, t))
     if t <= q:
         col4row, row4col = solve_rows(c, mask)
@@ -116,20 +116,20 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
 
 
 def _match_more_targets_than_queries(c: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``T > Q``: pads queries to ``T`` columns and, per image, lets the smaller side be rows.
+    """``T > Q``: pads queries to ``T`` and, per image, lets the smaller side be the rows.
 
     Args:
-      c: ``[B, T, Q]`` finite costs, targets as rows.
+      c: ``[B, Q, T]`` finite costs.
       mask: ``[B, T]`` real targets.
     """
-    b, t, q = c.shape
+    b, q, t = c.shape
     inf = jnp.asarray(jnp.inf, c.dtype)
     query_real = jnp.arange(t) < q
-    square = jnp.pad(c, ((0, 0), (0, 0), (0, t - q)))
-    # Targets as rows: padded query columns are forbidden.
-    by_target = jnp.where(query_real[None, None, :], square, inf)
-    # Queries as rows: padded target columns are forbidden.
-    by_query = jnp.where(mask[:, None, :], jnp.swapaxes(square, 1, 2), inf)
+    square = jnp.pad(c, ((0, 0), (0, t - q), (0, 0)))  # [B, T, T]: padded queries x targets
+    # Targets as rows, queries as columns: padded query columns are forbidden.
+    by_target = jnp.where(query_real[None, :, None], square, inf)
+    # Queries as rows, targets as columns: padded target columns are forbidden.
+    by_query = jnp.where(mask[:, :, None], jnp.swapaxes(square, 1, 2), inf)
     flip = jnp.sum(mask, axis=1) > q
     rows = jnp.where(flip[:, None], query_real[None, :], mask)
     col4row, row4col = solve_rows(jnp.where(flip[:, None, None], by_query, by_target), rows)
