@@ -214,7 +214,7 @@ def detr_loss(
 
     Each decoder layer (the final one and, with ``aux_loss``, every auxiliary one) is
     matched to the targets on its own with ``detr_matching_cost`` and ``matcher``; all
-    layers are matched in one batched matcher call. The loss of one layer is
+    layers are matched in one call of ``jax.vmap(matcher)``. The loss of one layer is
     ``class_weight * CE + bbox_weight * L1 + giou_weight * (1 - GIoU)``:
 
     - CE: cross-entropy over all ``B * Q`` queries, unmatched queries labelled no-object
@@ -249,8 +249,9 @@ def detr_loss(
       aux_loss: add the losses of ``outputs["aux"]`` (ignored when absent).
       axis_name: mapped axis over which the data is sharded, or ``None``.
       matcher: ``(costs [B, Q, T], target_mask [B, T]) -> (query_of_target [B, T],
-        target_of_query [B, Q])`` with -1 where unmatched; default
-        ``jaxvision.matching.hungarian_match`` (exact).
+        target_of_query [B, Q])`` with -1 where unmatched, vmappable (it is mapped over
+        the decoder layers); default ``jaxvision.matching.hungarian_match`` (exact), or
+        ``jaxvision.matching.greedy_match``.
 
     Returns:
       ``(loss, metrics)``: the scalar total loss and a dict with ``loss_ce``, ``loss_bbox``,
@@ -258,6 +259,8 @@ def detr_loss(
       non-no-object predictions per image, no gradient), ``class_error`` (percentage of
       matched queries whose argmax is not their target class; 0 without targets; global
       over ``axis_name``), and the same keys suffixed ``_0 .. _{L-2}`` for auxiliary layers.
+      With ``axis_name`` the loss terms are per-device shares and ``cardinality_error`` a
+      per-device mean: ``lax.pmean`` them for the whole-batch values.
     """
     if not isinstance(num_classes, int | np.integer) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
