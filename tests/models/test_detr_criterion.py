@@ -12,8 +12,9 @@ from jaxvision import matching, models
 
 C = 7  # object classes; logits have C + 1 columns, no-object last
 
-# One jitted loss shared by the tests, so that equal shapes compile once.
+# Jitted functions shared by the tests, so that equal shapes compile once.
 _LOSS = jax.jit(functools.partial(models.detr_loss, num_classes=C))
+_LOSS_AND_GRAD = jax.jit(jax.value_and_grad(lambda o, t: models.detr_loss(o, t, num_classes=C)[0]))
 
 
 def _batch(seed: int, *, b=4, q=10, t=6, layers=1, counts=(3, 0, 6, 1)):
@@ -55,8 +56,12 @@ def _scipy_matcher(costs, target_mask):
     return jax.pure_callback(solve, shapes, costs, target_mask, vmap_method="sequential")
 
 
-def _hf_loss(outputs, targets, *, aux):
-    """HF transformers' ForObjectDetectionLoss in float64 on the same predictions."""
+def _hf_loss(outputs, targets, *, aux, grads=False):
+    """HF transformers' ForObjectDetectionLoss in float64 on the same predictions.
+
+    With ``grads``, also the gradients with respect to the ``[L, B, Q, ...]`` logits and
+    boxes of every layer (the final layer last).
+    """
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from transformers import DetrConfig
@@ -71,7 +76,11 @@ def _hf_loss(outputs, targets, *, aux):
         use_pretrained_backbone=False,
     )
     logits, boxes = (
-        torch.tensor(np.stack([np.asarray(x[key]) for x in layers]), dtype=torch.float64)
+        torch.tensor(
+            np.stack([np.asarray(x[key]) for x in layers]),
+            dtype=torch.float64,
+            requires_grad=grads,
+        )
         for key in ("logits", "boxes")
     )
     labels = [
@@ -90,7 +99,11 @@ def _hf_loss(outputs, targets, *, aux):
         )
     finally:
         torch.set_default_dtype(default)
-    return float(loss), {k: float(v) for k, v in loss_dict.items()}
+    terms = {k: v.item() for k, v in loss_dict.items()}
+    if grads:
+        loss.backward()
+        return loss.item(), terms, logits.grad.numpy(), boxes.grad.numpy()
+    return loss.item(), terms
 
 
 @pytest.mark.torch
@@ -114,6 +127,18 @@ def test_loss_equals_hf_transformers(aux):
         got_half, _ = loss_fn(half, targets)
         assert got_half.dtype == jnp.float32
         np.testing.assert_allclose(float(got_half), want, rtol=2e-2)
+
+
+@pytest.mark.torch
+def test_gradients_equal_hf_transformers():
+    outputs, targets = _batch(9, layers=3)
+    want, _, want_dlogits, want_dboxes = _hf_loss(outputs, targets, aux=True, grads=True)
+    got, grads = _LOSS_AND_GRAD(outputs, targets)
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    layers = [*grads["aux"], grads]
+    for key, w in (("logits", want_dlogits), ("boxes", want_dboxes)):
+        g = np.stack([np.asarray(layer[key]) for layer in layers])
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7, err_msg=key)
 
 
 @pytest.mark.torch
@@ -221,7 +246,7 @@ def test_hand_values_for_a_perfect_and_an_empty_image():
 
 
 def test_no_targets_and_degenerate_boxes_give_finite_loss_and_gradients():
-    outputs, targets = _batch(3, layers=2, counts=(0, 0, 0, 0))
+    outputs, targets = _batch(3, layers=3, counts=(0, 0, 0, 0))
     degenerate = dict(targets)
     degenerate["mask"] = np.ones_like(targets["mask"])
     degenerate["labels"] = np.zeros_like(targets["labels"])
@@ -230,22 +255,21 @@ def test_no_targets_and_degenerate_boxes_give_finite_loss_and_gradients():
     boxes[:, ::2, 2] = 0.0  # zero width
     boxes[:, 1::2, 3] = 0.0  # zero height
     degenerate["boxes"] = boxes
-    pred = dict(outputs)
-    pred["boxes"] = np.array(outputs["boxes"])
-    pred["boxes"][:, :3, 2:] = 0.0  # degenerate predictions too
 
-    grad_fn = jax.jit(
-        jax.value_and_grad(lambda o, t: models.detr_loss(o, t, num_classes=C)[0], allow_int=True)
-    )
+    def flatten_some(layer):  # degenerate predictions too, in every layer
+        pred_boxes = np.array(layer["boxes"])
+        pred_boxes[:, :3, 2:] = 0.0
+        return dict(layer, boxes=pred_boxes)
+
+    pred = dict(flatten_some(outputs), aux=tuple(flatten_some(a) for a in outputs["aux"]))
     for o, t in [(outputs, targets), (pred, degenerate)]:
-        loss, grads = grad_fn(o, t)
+        loss, grads = _LOSS_AND_GRAD(o, t)
         assert np.isfinite(float(loss))
         for g in jax.tree.leaves(grads):
-            if jnp.issubdtype(g.dtype, jnp.floating):
-                assert np.isfinite(np.asarray(g)).all()
+            assert np.isfinite(np.asarray(g)).all()
 
     # Without targets the loss is the plain mean no-object CE of every layer.
-    loss, _ = grad_fn(outputs, targets)
+    loss, _ = _LOSS_AND_GRAD(outputs, targets)
     want = 0.0
     for layer in [*outputs["aux"], outputs]:
         lg = np.asarray(layer["logits"], np.float64)
