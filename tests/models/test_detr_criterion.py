@@ -278,7 +278,7 @@ def test_no_targets_and_degenerate_boxes_give_finite_loss_and_gradients():
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
 
 
-def test_sharded_loss_and_gradients_average_to_the_single_device_ones():
+def test_sharded_loss_gradients_and_metrics_average_to_the_single_device_ones():
     """Data parallelism as in training: replicated parameters, batch-sharded data."""
     devices = jax.devices()
     n = len(devices)
@@ -293,10 +293,10 @@ def test_sharded_loss_and_gradients_average_to_the_single_device_ones():
         o = jax.tree.map(lambda x: x * p["scale"], o)
         o = dict(o, logits=o["logits"] + p["shift"])
         o["aux"] = tuple(dict(a, logits=a["logits"] + p["shift"]) for a in o["aux"])
-        return models.detr_loss(o, t, num_classes=C, axis_name=axis_name)[0]
+        return models.detr_loss(o, t, num_classes=C, axis_name=axis_name)
 
     def step(p, o, t):
-        value, grads = jax.value_and_grad(loss)(p, o, t, "data")
+        value, grads = jax.value_and_grad(loss, has_aux=True)(p, o, t, "data")
         return jax.lax.pmean((value, grads), "data")
 
     # check_vma=False: hungarian_match's while_loop carry is not yet typed as varying
@@ -304,13 +304,18 @@ def test_sharded_loss_and_gradients_average_to_the_single_device_ones():
     sharded_step = jax.shard_map(
         step, mesh=mesh, in_specs=(jax.P(), spec, spec), out_specs=jax.P(), check_vma=False
     )
-    want, want_grad = jax.jit(jax.value_and_grad(loss))(params, outputs, targets)
+    want, want_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, outputs, targets)
     got, got_grad = jax.jit(sharded_step)(params, *data)
-    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    np.testing.assert_allclose(float(got[0]), float(want[0]), rtol=1e-5)
+    assert set(got[1]) == set(want[1])
+    for key in want[1]:
+        np.testing.assert_allclose(
+            float(got[1][key]), float(want[1][key]), rtol=1e-5, atol=1e-6, err_msg=key
+        )
     for g, w in zip(jax.tree.leaves(got_grad), jax.tree.leaves(want_grad), strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-6)
     # Plain jit on batch-sharded arrays (no axis_name) gives the same loss too.
-    np.testing.assert_allclose(float(jax.jit(loss)(params, *data)), float(want), rtol=1e-5)
+    np.testing.assert_allclose(float(jax.jit(loss)(params, *data)[0]), float(want[0]), rtol=1e-5)
 
 
 def test_bad_input_raises_at_trace_time():
