@@ -245,3 +245,13 @@ def test_bad_input_is_refused(costs, mask, error, match):
 def test_linear_sum_assignment_refuses_vectors():
     with pytest.raises(ValueError, match="cost must have shape"):
         matching.linear_sum_assignment(jnp.zeros(4))
+
+
+def test_float64_input_is_solved_in_float64_when_x64_is_enabled():
+    # Costs that differ only below float32 resolution: 1 + u * 1e-9.
+    rng = np.random.default_rng(11)
+    cost = 1.0 + rng.uniform(size=(100, 8, 8)) * 1e-9
+    with jax.enable_x64(True):
+        rows, cols = jax.device_get(matching.linear_sum_assignment(jnp.asarray(cost)))
+    for c, r, k in zip(cost, rows, cols, strict=True):
+        assert abs(c[r, k].sum() - c[scipy_lsa(c)].sum()) <= 1e-15
