@@ -17,13 +17,11 @@ def working_dtype(dtype: jnp.dtype) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def check_costs_and_mask(costs: jax.Array, target_mask: jax.Array | None, name: str) -> None:
+def check_costs_and_mask(costs: jax.Array, target_mask: jax.Array, name: str) -> None:
     """Trace-time checks of ``costs: [B, Q, T]`` and ``target_mask: [B, T]``."""
     if costs.ndim != 3:
         raise ValueError(f"{name}: costs must have shape [B, Q, T], got shape {costs.shape}")
     working_dtype(costs.dtype)
-    if target_mask is None:
-        return
     b, _, t = costs.shape
     if target_mask.shape != (b, t):
         raise ValueError(

@@ -23,8 +23,9 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
     solved together in one loop.
 
     Args:
-      cost: ``[..., N, M]`` real costs (float or integer). NaN and +-inf entries are treated
-        as a large finite cost (see ``hungarian_match``).
+      cost: ``[..., N, M]`` real costs (float or integer). NaN and +-inf entries are avoided
+        whenever possible: they become a large finite cost of the minimisation (of ``-cost``
+        with ``maximize``), as in ``hungarian_match``.
       maximize: maximise the total instead of minimising it.
 
     Returns:
