@@ -2,4 +2,24 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.boxes: Box formats, areas, the pairwise IoU family and jit-compatible NMS."""
 
-__all__: list[str] = []
+from jaxvision._src.boxes.formats import box_area as box_area
+from jaxvision._src.boxes.formats import box_convert as box_convert
+from jaxvision._src.boxes.iou import box_iou as box_iou
+from jaxvision._src.boxes.iou import complete_box_iou as complete_box_iou
+from jaxvision._src.boxes.iou import distance_box_iou as distance_box_iou
+from jaxvision._src.boxes.iou import generalized_box_iou as generalized_box_iou
+from jaxvision._src.boxes.masks import masks_to_boxes as masks_to_boxes
+from jaxvision._src.boxes.nms import batched_nms as batched_nms
+from jaxvision._src.boxes.nms import nms as nms
+
+__all__ = [
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "complete_box_iou",
+    "distance_box_iou",
+    "generalized_box_iou",
+    "masks_to_boxes",
+    "nms",
+]

@@ -1,0 +1,257 @@
+"""Exactness of jaxvision.matching against scipy.optimize.linear_sum_assignment.
+
+Each kind of problem is checked on 1000 random instances solved in one jitted call; the
+total cost of the returned assignment is computed in float64 from the original costs and
+compared with scipy's (float64) optimum.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+from jaxvision import matching
+
+RTOL = 1e-6
+N_PROBLEMS = 1000
+
+
+def assert_same_total(mine: float, ref: float, scale: float) -> None:
+    # Relative to the optimum, or to the problem's cost scale when the optimum is near 0.
+    assert abs(mine - ref) <= RTOL * max(abs(ref), scale), (mine, ref)
+
+
+def check_lsa_batch(cost: np.ndarray, maximize: bool = False) -> None:
+    rows, cols = jax.device_get(matching.linear_sum_assignment(cost, maximize=maximize))
+    _, n, m = cost.shape
+    assert rows.shape == cols.shape == (len(cost), min(n, m))
+    assert rows.dtype == cols.dtype == np.int32
+    for c, r, k in zip(cost.astype(np.float64), rows, cols, strict=True):
+        assert np.all(np.diff(r) > 0) and len(set(k.tolist())) == len(k)
+        ref_r, ref_c = scipy_lsa(c, maximize=maximize)
+        assert_same_total(c[r, k].sum(), c[ref_r, ref_c].sum(), np.abs(c).mean())
+
+
+def check_match_batch(costs: np.ndarray, mask: np.ndarray) -> None:
+    """Validity and optimality of hungarian_match's output, image by image."""
+    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask))
+    b, q, t = costs.shape
+    assert q_of_t.shape == (b, t) and t_of_q.shape == (b, q)
+    assert q_of_t.dtype == t_of_q.dtype == np.int32
+    for c, real, qt, tq in zip(costs.astype(np.float64), mask, q_of_t, t_of_q, strict=True):
+        targets = np.flatnonzero(qt >= 0)
+        assert np.all(real[targets]), "a padded target was matched"
+        assert len(targets) == min(real.sum(), q), "not every real target was matched"
+        assert np.array_equal(tq[qt[targets]], targets), "the two outputs disagree"
+        assert (tq >= 0).sum() == len(targets) and np.all(tq < t)
+        sub = c[:, real]
+        ref_q, ref_t = scipy_lsa(sub)
+        scale = np.abs(sub).mean() if sub.size else 1.0
+        assert_same_total(c[qt[targets], targets].sum(), sub[ref_q, ref_t].sum(), scale)
+
+
+def random_boxes_cxcywh(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    centre = rng.uniform(0.05, 0.95, (*shape, 2))
+    size = rng.uniform(0.02, 0.6, (*shape, 2))
+    return np.concatenate([centre, size], axis=-1)
+
+
+def detr_like_costs(rng: np.random.Generator, b: int, q: int, t: int) -> np.ndarray:
+    """``5 * L1 - 2 * GIoU - prob`` between random predicted and target boxes: [B, Q, T]."""
+    pred = random_boxes_cxcywh(rng, (b, q))
+    tgt = random_boxes_cxcywh(rng, (b, t))
+    l1 = np.abs(pred[:, :, None, :] - tgt[:, None, :, :]).sum(-1)
+
+    def xyxy(x):
+        return np.concatenate([x[..., :2] - x[..., 2:] / 2, x[..., :2] + x[..., 2:] / 2], -1)
+
+    p, g = xyxy(pred)[:, :, None, :], xyxy(tgt)[:, None, :, :]
+    area_p = (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
+    area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
+    lt, rb = np.maximum(p[..., :2], g[..., :2]), np.minimum(p[..., 2:], g[..., 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    union = area_p + area_g - inter
+    hull = np.prod(np.maximum(p[..., 2:], g[..., 2:]) - np.minimum(p[..., :2], g[..., :2]), -1)
+    giou = inter / union - (hull - union) / hull
+    logits = rng.normal(size=(b, q, 92))
+    prob = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    labels = rng.integers(0, 91, (b, t))
+    class_cost = -np.take_along_axis(prob, labels[:, None, :].repeat(q, 1), axis=2)
+    return (5 * l1 - 2 * giou + class_cost).astype(np.float32)
+
+
+def padding_mask(rng: np.random.Generator, b: int, t: int, low: int = 1) -> np.ndarray:
+    counts = rng.integers(low, t + 1, b)
+    counts[0] = low  # always include the extreme counts
+    counts[-1] = t
+    return np.arange(t)[None, :] < counts[:, None]
+
+
+def test_uniform_square():
+    rng = np.random.default_rng(0)
+    check_lsa_batch(rng.uniform(size=(N_PROBLEMS, 16, 16)).astype(np.float32))
+
+
+def test_integer_costs_with_many_ties():
+    # Integer values (stored as float32 to share the compiled solver with the test above;
+    # integer dtypes are tested in test_input_dtypes).
+    rng = np.random.default_rng(1)
+    check_lsa_batch(rng.integers(0, 4, (N_PROBLEMS, 16, 16)).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(6, 17), (17, 6)])
+def test_rectangular_both_ways(shape):
+    rng = np.random.default_rng(2)
+    check_lsa_batch(rng.normal(size=(N_PROBLEMS, *shape)).astype(np.float32))
+
+
+def test_maximize():
+    rng = np.random.default_rng(3)
+    check_lsa_batch(rng.uniform(-5, 5, (50, 7, 9)).astype(np.float32), maximize=True)
+
+
+def test_detr_like_costs_with_padding():
+    rng = np.random.default_rng(4)
+    costs = detr_like_costs(rng, N_PROBLEMS, 100, 20)
+    check_match_batch(costs, padding_mask(rng, N_PROBLEMS, 20))
+
+
+def test_padding_from_zero_to_all_targets():
+    rng = np.random.default_rng(5)
+    costs = rng.uniform(size=(N_PROBLEMS, 30, 12)).astype(np.float32)
+    check_match_batch(costs, padding_mask(rng, N_PROBLEMS, 12, low=0))
+
+
+def test_more_targets_than_queries():
+    rng = np.random.default_rng(6)
+    costs = rng.uniform(size=(N_PROBLEMS, 8, 12)).astype(np.float32)
+    check_match_batch(costs, padding_mask(rng, N_PROBLEMS, 12, low=0))
+
+
+def test_hand_example():
+    # The optimum 1 + 2 + 2 = 5 pairs row 0 with column 1, row 1 with 0, row 2 with 2.
+    cost = jnp.array([[4.0, 1.0, 3.0], [2.0, 0.0, 5.0], [3.5, 2.0, 2.0]])
+    rows, cols = matching.linear_sum_assignment(cost)
+    np.testing.assert_array_equal(rows, [0, 1, 2])
+    np.testing.assert_array_equal(cols, [1, 0, 2])
+    q_of_t, t_of_q = matching.hungarian_match(cost[None], jnp.array([[True, True, False]]))
+    # As queries x targets with target 2 padded, the unique optimum 2 + 1 = 3 pairs target 0
+    # with query 1 and target 1 with query 0; query 1 alone would take target 1 (cost 0).
+    np.testing.assert_array_equal(q_of_t, [[1, 0, -1]])
+    np.testing.assert_array_equal(t_of_q, [[1, 0, -1]])
+
+
+def test_non_finite_costs_are_large_finite_costs():
+    rng = np.random.default_rng(7)
+    b, q, t = N_PROBLEMS, 30, 12  # the shape of test_padding_from_zero_to_all_targets
+    costs = rng.uniform(size=(b, q, t)).astype(np.float32)
+    bad = rng.uniform(size=costs.shape) < 0.3
+    costs[bad] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), bad.sum())
+    costs[0] = np.nan  # an image with no finite cost at all
+    mask = padding_mask(rng, b, t, low=0)
+    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask))
+    for c, real, qt, tq, nonfinite in zip(costs, mask, q_of_t, t_of_q, bad, strict=True):
+        targets = np.flatnonzero(qt >= 0)
+        assert len(targets) == real.sum() and np.array_equal(tq[qt[targets]], targets)
+        # scipy with non-finite entries at 1e9: fewest non-finite pairs first, then the
+        # cheapest finite part; the matcher must agree on both.
+        sub = np.where(np.isfinite(c), c, 1e9).astype(np.float64)[:, real]
+        ref_q, ref_t = scipy_lsa(sub)
+        ref_bad = (sub[ref_q, ref_t] == 1e9).sum()
+        used = c[qt[targets], targets].astype(np.float64)
+        assert (~np.isfinite(used)).sum() == ref_bad
+        ref_finite = sub[ref_q, ref_t][sub[ref_q, ref_t] != 1e9].sum()
+        assert_same_total(used[np.isfinite(used)].sum(), ref_finite, 1.0)
+        assert np.all(nonfinite[qt[targets], targets] == ~np.isfinite(used))
+
+
+def test_degenerate_shapes():
+    q_of_t, t_of_q = matching.hungarian_match(jnp.zeros((2, 0, 3)), jnp.ones((2, 3), bool))
+    np.testing.assert_array_equal(q_of_t, -np.ones((2, 3)))
+    assert t_of_q.shape == (2, 0)
+    q_of_t, t_of_q = matching.hungarian_match(jnp.zeros((2, 4, 0)), jnp.ones((2, 0), bool))
+    assert q_of_t.shape == (2, 0)
+    np.testing.assert_array_equal(t_of_q, -np.ones((2, 4)))
+    rows, cols = matching.linear_sum_assignment(jnp.zeros((0, 5)))
+    assert rows.shape == cols.shape == (0,)
+
+
+def test_leading_batch_dimensions():
+    rng = np.random.default_rng(8)
+    cost = rng.uniform(size=(2, 3, 5, 4)).astype(np.float32)
+    rows, cols = matching.linear_sum_assignment(cost)
+    assert rows.shape == cols.shape == (2, 3, 4)
+    for idx in np.ndindex(2, 3):
+        ref = scipy_lsa(cost[idx])  # the optimum of random floats is unique
+        np.testing.assert_array_equal(rows[idx], ref[0])
+        np.testing.assert_array_equal(cols[idx], ref[1])
+
+
+def test_vmap_over_decoder_layers_and_grad():
+    # DETR matches every decoder layer's output; the loss uses the matched indices.
+    rng = np.random.default_rng(9)
+    costs = jnp.asarray(rng.uniform(size=(3, 2, 10, 4)).astype(np.float32))
+    mask = jnp.asarray([[True, True, True, False], [True, False, False, False]])
+    layered = jax.vmap(matching.hungarian_match, in_axes=(0, None))(costs, mask)
+    for layer in range(3):
+        single = matching.hungarian_match(costs[layer], mask)
+        np.testing.assert_array_equal(layered[0][layer], single[0])
+        np.testing.assert_array_equal(layered[1][layer], single[1])
+
+    def matched_cost(c: jax.Array) -> jax.Array:
+        q_of_t, _ = matching.hungarian_match(c, mask)
+        picked = jnp.take_along_axis(c, jnp.maximum(q_of_t, 0)[:, None, :], axis=1)[:, 0]
+        return jnp.sum(jnp.where(mask, picked, 0.0))
+
+    grad = jax.jit(jax.grad(matched_cost))(costs[0])
+    q_of_t = np.asarray(matching.hungarian_match(costs[0], mask)[0])
+    expected = np.zeros(costs[0].shape, np.float32)
+    for img, t in zip(*np.nonzero(np.asarray(mask)), strict=True):
+        expected[img, q_of_t[img, t], t] = 1.0
+    np.testing.assert_array_equal(grad, expected)
+
+
+def test_input_dtypes():
+    # bfloat16 is computed in float32 from the rounded values; int8 exactly.
+    rng = np.random.default_rng(10)
+    cost = rng.uniform(size=(6, 6)).astype(np.float32)
+    bf16 = jnp.asarray(cost, jnp.bfloat16)
+    rows, cols = matching.linear_sum_assignment(bf16)
+    c64 = np.asarray(bf16.astype(jnp.float32), np.float64)
+    assert_same_total(c64[rows, cols].sum(), c64[scipy_lsa(c64)].sum(), 1.0)
+    ints = np.rint(cost * 10).astype(np.int8)
+    rows, cols = matching.linear_sum_assignment(ints)
+    assert rows.dtype == cols.dtype == np.int32
+    assert ints[rows, cols].sum() == ints[scipy_lsa(ints)].sum()
+
+
+@pytest.mark.parametrize(
+    ("costs", "mask", "error", "match"),
+    [
+        (jnp.zeros((3, 4)), jnp.ones((3, 4), bool), ValueError, "costs must have shape"),
+        (jnp.zeros((2, 3, 4)), jnp.ones((2, 3), bool), ValueError, "target_mask must have"),
+        (jnp.zeros((2, 3, 4)), jnp.ones((2, 4)), TypeError, "target_mask must be bool"),
+        (jnp.zeros((2, 3, 4), jnp.complex64), jnp.ones((2, 4), bool), TypeError, "real"),
+    ],
+)
+def test_bad_input_is_refused(costs, mask, error, match):
+    with pytest.raises(error, match=match):
+        matching.hungarian_match(costs, mask)
+    with pytest.raises(error, match=match):
+        matching.greedy_match(costs, mask)
+
+
+def test_linear_sum_assignment_refuses_vectors():
+    with pytest.raises(ValueError, match="cost must have shape"):
+        matching.linear_sum_assignment(jnp.zeros(4))
+
+
+def test_float64_input_is_solved_in_float64_when_x64_is_enabled():
+    # Costs that differ only below float32 resolution: 1 + u * 1e-9.
+    rng = np.random.default_rng(11)
+    cost = 1.0 + rng.uniform(size=(100, 8, 8)) * 1e-9
+    with jax.enable_x64(True):
+        rows, cols = jax.device_get(matching.linear_sum_assignment(jnp.asarray(cost)))
+    for c, r, k in zip(cost, rows, cols, strict=True):
+        assert abs(c[r, k].sum() - c[scipy_lsa(c)].sum()) <= 1e-12  # float32 rounds all to 1
