@@ -191,24 +191,25 @@ def test_leading_batch_dimensions():
 def test_vmap_over_decoder_layers_and_grad():
     # DETR matches every decoder layer's output; the loss uses the matched indices.
     rng = np.random.default_rng(9)
-    costs = jnp.asarray(rng.uniform(size=(3, 2, 10, 4)).astype(np.float32))
-    mask = jnp.asarray([[True, True, True, False], [True, False, False, False]])
-    layered = jax.vmap(matching.hungarian_match, in_axes=(0, None))(costs, mask)
-    for layer in range(3):
-        single = matching.hungarian_match(costs[layer], mask)
-        np.testing.assert_array_equal(layered[0][layer], single[0])
-        np.testing.assert_array_equal(layered[1][layer], single[1])
+    costs = rng.uniform(size=(3, 2, 10, 4)).astype(np.float32)
+    mask = np.array([[True, True, True, False], [True, False, False, False]])
+    q_of_t, _ = jax.device_get(jax.vmap(matching.hungarian_match, in_axes=(0, None))(costs, mask))
+    for layer, img in np.ndindex(3, 2):
+        sub = costs[layer, img][:, mask[img]]
+        ref_q, ref_t = scipy_lsa(sub)  # the optimum of random floats is unique
+        np.testing.assert_array_equal(q_of_t[layer, img, mask[img]][ref_t], ref_q)
+        assert np.all(q_of_t[layer, img, ~mask[img]] == -1)
 
     def matched_cost(c: jax.Array) -> jax.Array:
         q_of_t, _ = matching.hungarian_match(c, mask)
         picked = jnp.take_along_axis(c, jnp.maximum(q_of_t, 0)[:, None, :], axis=1)[:, 0]
         return jnp.sum(jnp.where(mask, picked, 0.0))
 
-    grad = jax.jit(jax.grad(matched_cost))(costs[0])
-    q_of_t = np.asarray(matching.hungarian_match(costs[0], mask)[0])
+    # The gradient is 1 at each matched (query, real target) pair, 0 elsewhere.
+    grad = jax.jit(jax.grad(matched_cost))(jnp.asarray(costs[0]))
     expected = np.zeros(costs[0].shape, np.float32)
-    for img, t in zip(*np.nonzero(np.asarray(mask)), strict=True):
-        expected[img, q_of_t[img, t], t] = 1.0
+    for img, t in zip(*np.nonzero(mask), strict=True):
+        expected[img, q_of_t[0, img, t], t] = 1.0
     np.testing.assert_array_equal(grad, expected)
 
 
