@@ -98,11 +98,9 @@ def _reference():
         losses.append(loss)
         m = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
         v = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g**2, v, g)
+        c1, c2 = 1 - 0.9**t, 1 - 0.999**t
         p = jax.tree.map(
-            lambda p, m, v: p - 1e-2 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8),
-            p,
-            m,
-            v,
+            lambda p, m, v, c1=c1, c2=c2: p - 1e-2 * (m / c1) / (np.sqrt(v / c2) + 1e-8), p, m, v
         )
     return p, losses
 
