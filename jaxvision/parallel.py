@@ -12,8 +12,12 @@ from jaxvision._src.parallel.step import pmap_step as pmap_step
 from jaxvision._src.parallel.mesh import process_batch_slice as process_batch_slice
 from jaxvision._src.parallel.mesh import replicate as replicate
 from jaxvision._src.parallel.step import replicate_for_pmap as replicate_for_pmap
+from jaxvision._src.parallel.collectives import ring_all_gather as ring_all_gather
+from jaxvision._src.parallel.collectives import ring_all_reduce as ring_all_reduce
+from jaxvision._src.parallel.collectives import ring_reduce_scatter as ring_reduce_scatter
 from jaxvision._src.parallel.mesh import shard_batch as shard_batch
 from jaxvision._src.parallel.step import split_for_pmap as split_for_pmap
+from jaxvision._src.parallel.collectives import tree_all_reduce as tree_all_reduce
 
 __all__ = [
     "CheckpointError",
@@ -26,6 +30,10 @@ __all__ = [
     "process_batch_slice",
     "replicate",
     "replicate_for_pmap",
+    "ring_all_gather",
+    "ring_all_reduce",
+    "ring_reduce_scatter",
     "shard_batch",
     "split_for_pmap",
+    "tree_all_reduce",
 ]
