@@ -9,6 +9,7 @@ from jaxvision._src.parallel.collectives import ring_all_gather as ring_all_gath
 from jaxvision._src.parallel.collectives import ring_all_reduce as ring_all_reduce
 from jaxvision._src.parallel.collectives import ring_reduce_scatter as ring_reduce_scatter
 from jaxvision._src.parallel.collectives import tree_all_reduce as tree_all_reduce
+from jaxvision._src.parallel.launch import initialize as initialize
 from jaxvision._src.parallel.mesh import make_mesh as make_mesh
 from jaxvision._src.parallel.mesh import process_batch_slice as process_batch_slice
 from jaxvision._src.parallel.mesh import replicate as replicate
@@ -25,6 +26,7 @@ __all__ = [
     "Restored",
     "TrainState",
     "data_parallel_step",
+    "initialize",
     "make_mesh",
     "pmap_step",
     "process_batch_slice",
