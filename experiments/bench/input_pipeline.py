@@ -2,12 +2,18 @@
 
     python experiments/bench/input_pipeline.py [--batches 12] [--batch-size 16]
 
-The same ``data.Loader`` (synthetic 160x160 RGB images decoded from their index, random
-resized crop to 128x128, flip, per-row brightness jitter in a Python loop, 5-tap blur, and
-normalisation) runs with 0, 1 and 2 worker processes (``worker_count``) and with 1 and 2
-reader threads in this process (``thread_count``). Threads share the GIL, so the Python
-parts of an augmentation do not run in parallel; processes do. Times exclude start-up
-(the first batch, which also waits for the workers to import their modules).
+The same ``data.Loader`` runs with 0, 1 and 2 worker processes (``worker_count``) and with
+1 and 2 reader threads in this process (``thread_count``), on two augmentations of
+synthetic 160x160 RGB images decoded from their index:
+
+- ``numpy``: random resized crop to 128x128, flip, per-row brightness jitter, 5-tap blur,
+  normalisation; mostly large NumPy operations, which release the GIL.
+- ``python``: the same plus a per-row colour jitter made of many small NumPy calls
+  (gamma, channel mixing, clipping), the kind of Python-level work that holds the GIL.
+
+Threads share the GIL, so Python-level work does not run in parallel in them; processes
+do. Times exclude start-up (the first batch, which also waits for the workers to import
+their modules).
 """
 
 import argparse
@@ -57,9 +63,23 @@ def augment(record, rng):
     return {"image": image.astype(np.float32), "label": record["label"]}
 
 
-def images_per_second(batches, batch_size, **kwargs):
+def augment_python(record, rng):
+    out = augment(record, rng)
+    image = out["image"]
+    gamma = rng.uniform(0.8, 1.25, size=CROP)
+    mix = np.eye(3, dtype=np.float32) + rng.uniform(-0.05, 0.05, size=(CROP, 3, 3)).astype(
+        np.float32
+    )
+    for r in range(CROP):
+        row = np.abs(image[r]) ** gamma[r] * np.sign(image[r])
+        row = row @ mix[r]
+        image[r] = np.clip(row, -3.0, 3.0)
+    return out
+
+
+def images_per_second(transform, batches, batch_size, **kwargs):
     loader = data.Loader(
-        SyntheticImages(), global_batch_size=batch_size, transform=augment, seed=0, **kwargs
+        SyntheticImages(), global_batch_size=batch_size, transform=transform, seed=0, **kwargs
     )
     with loader:
         next(loader)  # start-up
@@ -76,23 +96,25 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    def median(**kwargs):
-        runs = [
-            images_per_second(args.batches, args.batch_size, **kwargs) for _ in range(args.repeats)
-        ]
-        return float(np.median(runs))
-
-    base = median()
     print(f"images/s, median of {args.repeats} runs of {args.batches} batches of {args.batch_size}")
-    print(
-        "| parallelism | processes (worker_count) | threads (thread_count) | processes / threads |"
-    )
-    print("|---|---|---|---|")
-    print(f"| 0 (in the main thread) | {base:.1f} | {base:.1f} | 1.00 |", flush=True)
-    for k in (1, 2):
-        procs = median(worker_count=k)
-        threads = median(thread_count=k)
-        print(f"| {k} | {procs:.1f} | {threads:.1f} | {procs / threads:.2f} |", flush=True)
+    for name, transform in (("numpy", augment), ("python", augment_python)):
+
+        def median(transform=transform, **kwargs):
+            runs = [
+                images_per_second(transform, args.batches, args.batch_size, **kwargs)
+                for _ in range(args.repeats)
+            ]
+            return float(np.median(runs))
+
+        base = median()
+        print(f"\naugmentation: {name}")
+        print("| parallelism | processes (`worker_count`) | threads (`thread_count`) | ratio |")
+        print("|---|---|---|---|")
+        print(f"| 0 (in the main thread) | {base:.1f} | {base:.1f} | 1.00 |", flush=True)
+        for k in (1, 2):
+            procs = median(worker_count=k)
+            threads = median(thread_count=k)
+            print(f"| {k} | {procs:.1f} | {threads:.1f} | {procs / threads:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
