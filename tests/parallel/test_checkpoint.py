@@ -16,7 +16,7 @@ import pytest
 from jaxvision import parallel
 
 HERE = Path(__file__).parent
-K = 6
+K = 4
 
 
 def _script():
