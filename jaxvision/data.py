@@ -2,4 +2,8 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.data: Datasets, COCO-format I/O and input pipelines."""
 
-__all__: list[str] = []
+from jaxvision._src.data.pipeline import Loader as Loader
+
+__all__ = [
+    "Loader",
+]
