@@ -256,3 +256,36 @@ def test_float64_input_is_solved_in_float64_when_x64_is_enabled():
         rows, cols = jax.device_get(matching.linear_sum_assignment(jnp.asarray(cost)))
     for c, r, k in zip(cost, rows, cols, strict=True):
         assert abs(c[r, k].sum() - c[scipy_lsa(c)].sum()) <= 1e-12  # float32 rounds all to 1
+
+
+def _sharded_problem():
+    rng = np.random.default_rng(7)
+    costs = rng.random((16, 12, 5)).astype(np.float32)
+    mask = rng.random((16, 5)) < 0.7
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
+    return costs, mask, mesh, jax.device_put(costs, sharding), jax.device_put(mask, sharding)
+
+
+def test_inside_shard_map_with_varying_costs():
+    costs, mask, mesh, costs_s, mask_s = _sharded_problem()
+    expected = matching.hungarian_match(costs, mask)
+    sharded = jax.jit(
+        jax.shard_map(
+            matching.hungarian_match,
+            mesh=mesh,
+            in_specs=(jax.P("data"), jax.P("data")),
+            out_specs=(jax.P("data"), jax.P("data")),
+        )
+    )
+    for got, want in zip(sharded(costs_s, mask_s), expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_under_jit_with_explicitly_sharded_batch():
+    costs, mask, mesh, costs_s, mask_s = _sharded_problem()
+    expected = matching.hungarian_match(costs, mask)
+    with jax.set_mesh(mesh):
+        got = jax.jit(matching.hungarian_match)(costs_s, mask_s)
+    for g, want in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(want))

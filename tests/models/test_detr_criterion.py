@@ -296,14 +296,12 @@ def test_sharded_loss_gradients_and_metrics_average_to_the_single_device_ones():
         return models.detr_loss(o, t, num_classes=C, axis_name=axis_name)
 
     def step(p, o, t):
+        # Per-device gradients (as DDP): parameters marked varying, then averaged by pmean.
+        p = jax.tree.map(lambda x: jax.lax.pcast(x, "data", to="varying"), p)
         value, grads = jax.value_and_grad(loss, has_aux=True)(p, o, t, "data")
         return jax.lax.pmean((value, grads), "data")
 
-    # check_vma=False: hungarian_match's while_loop carry is not yet typed as varying
-    # over the mesh axis, which the default check rejects.
-    sharded_step = jax.shard_map(
-        step, mesh=mesh, in_specs=(jax.P(), spec, spec), out_specs=jax.P(), check_vma=False
-    )
+    sharded_step = jax.shard_map(step, mesh=mesh, in_specs=(jax.P(), spec, spec), out_specs=jax.P())
     want, want_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, outputs, targets)
     got, got_grad = jax.jit(sharded_step)(params, *data)
     np.testing.assert_allclose(float(got[0]), float(want[0]), rtol=1e-5)

@@ -36,6 +36,30 @@ _SEARCH, _AUGMENT, _DONE = 0, 1, 2
 
 
 def solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Runs :func:`_solve_rows`, in auto-sharding mode over any explicit mesh axes.
+
+    Under an explicit-axes mesh (``jax.make_mesh``'s default) the solver's gathers and
+    scatters have no unambiguous output sharding; each problem is independent, so the
+    batch axis keeps its sharding and the solve itself runs with the axes in auto mode.
+    """
+    sharding = jax.typeof(cost).sharding
+    mesh = getattr(sharding, "mesh", None)
+    explicit = tuple(
+        name
+        for name, kind in zip(
+            getattr(mesh, "axis_names", ()), getattr(mesh, "axis_types", ()), strict=True
+        )
+        if kind == jax.sharding.AxisType.Explicit
+    )
+    if not explicit:
+        return _solve_rows(cost, row_active)
+    batch_spec = jax.sharding.PartitionSpec(sharding.spec[0] if sharding.spec else None, None)
+    return jax.sharding.auto_axes(_solve_rows, axes=explicit, out_sharding=(batch_spec,) * 2)(
+        cost, row_active
+    )
+
+
+def _solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Assigns every active row of each problem to a distinct column at minimum total cost.
 
     Args:
@@ -96,6 +120,13 @@ def solve_rows(cost: jax.Array, row_active: jax.Array) -> tuple[jax.Array, jax.A
         v=v,
         steps=jnp.zeros((), jnp.int32),
     )
+    # Inside shard_map the costs vary across devices, so every loop carry must too: tie the
+    # constants above to the costs (adding an exact zero) so their types match the body's.
+    anchor = jnp.sum(cost[:, :0, :0])
+    state = {
+        k: x | (anchor != 0) if x.dtype == bool else x + anchor.astype(x.dtype)
+        for k, x in state.items()
+    }
     max_steps = n * (m + n + 1) + 1
 
     def cond(s: dict) -> jax.Array:
