@@ -2,4 +2,32 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.models: Complete models (DETR) with presets and weight import."""
 
-__all__: list[str] = []
+from jaxvision._src.models.detr import DETR as DETR
+from jaxvision._src.models.detr import DETRConfig as DETRConfig
+from jaxvision._src.models.resnet import ResNet as ResNet
+from jaxvision._src.models.resnet import ResNetConfig as ResNetConfig
+from jaxvision._src.models.detr_presets import detr_optimizer as detr_optimizer
+from jaxvision._src.models.detr_presets import detr_param_labels as detr_param_labels
+from jaxvision._src.models.detr_presets import detr_r101 as detr_r101
+from jaxvision._src.models.detr_presets import detr_r101_config as detr_r101_config
+from jaxvision._src.models.detr_presets import detr_r50 as detr_r50
+from jaxvision._src.models.detr_presets import detr_r50_config as detr_r50_config
+from jaxvision._src.models.detr_presets import detr_tiny as detr_tiny
+from jaxvision._src.models.detr_presets import detr_tiny_config as detr_tiny_config
+from jaxvision._src.models.detr_presets import detr_trainable_mask as detr_trainable_mask
+
+__all__ = [
+    "DETR",
+    "DETRConfig",
+    "ResNet",
+    "ResNetConfig",
+    "detr_optimizer",
+    "detr_param_labels",
+    "detr_r101",
+    "detr_r101_config",
+    "detr_r50",
+    "detr_r50_config",
+    "detr_tiny",
+    "detr_tiny_config",
+    "detr_trainable_mask",
+]
