@@ -6,6 +6,7 @@ from jaxvision._src.models.detr import DETR as DETR
 from jaxvision._src.models.detr import DETRConfig as DETRConfig
 from jaxvision._src.models.resnet import ResNet as ResNet
 from jaxvision._src.models.resnet import ResNetConfig as ResNetConfig
+from jaxvision._src.models.detr_weights import detr_config_from_hf as detr_config_from_hf
 from jaxvision._src.models.detr_presets import detr_optimizer as detr_optimizer
 from jaxvision._src.models.detr_presets import detr_param_labels as detr_param_labels
 from jaxvision._src.models.detr_presets import detr_r101 as detr_r101
@@ -15,12 +16,15 @@ from jaxvision._src.models.detr_presets import detr_r50_config as detr_r50_confi
 from jaxvision._src.models.detr_presets import detr_tiny as detr_tiny
 from jaxvision._src.models.detr_presets import detr_tiny_config as detr_tiny_config
 from jaxvision._src.models.detr_presets import detr_trainable_mask as detr_trainable_mask
+from jaxvision._src.models.detr_weights import load_hf_detr as load_hf_detr
+from jaxvision._src.models.detr_weights import load_official_detr as load_official_detr
 
 __all__ = [
     "DETR",
     "DETRConfig",
     "ResNet",
     "ResNetConfig",
+    "detr_config_from_hf",
     "detr_optimizer",
     "detr_param_labels",
     "detr_r101",
@@ -30,4 +34,6 @@ __all__ = [
     "detr_tiny",
     "detr_tiny_config",
     "detr_trainable_mask",
+    "load_hf_detr",
+    "load_official_detr",
 ]
