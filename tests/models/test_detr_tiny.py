@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxvision import models, nn
+from jaxvision import models
 
 NUM_CLASSES = 5
 
@@ -56,8 +56,49 @@ def test_gradients_under_jit_are_finite_and_reach_every_parameter(tiny, batch):
     assert np.abs(np.asarray(grads["backbone"]["stem_conv"]["kernel"][...])).max() > 0
 
 
-def test_frozen_batch_norm_statistics_are_not_parameters():
-    model = nnx.eval_shape(lambda: models.detr_r50(91, rngs=nnx.Rngs(0)))
-    stats = nnx.state(model, nn.FrozenStat)
-    assert len(jax.tree.leaves(stats)) > 0
-    assert "stem_norm" not in nnx.state(model, nnx.Param)["backbone"]
+@pytest.mark.parametrize(
+    "images_shape, mask_shape, error, message",
+    [
+        ((2, 64, 64, 3), (3, 64, 64), ValueError, "batch sizes differ"),
+        ((2, 64, 64, 1), (2, 64, 64), ValueError, "channels last"),
+        ((2, 3, 64, 64), (2, 3, 64), ValueError, "channels last"),
+        ((64, 64, 3), (64, 64), ValueError, "channels last"),
+        ((2, 64, 64, 3), (2, 64, 48), ValueError, "pixel_mask shape"),
+        ((2, 64, 64, 3), (2, 64), ValueError, r"pixel_mask must be \[B, H, W\]"),
+    ],
+)
+def test_bad_input_is_refused_at_trace_time(tiny, images_shape, mask_shape, error, message):
+    images = jax.ShapeDtypeStruct(images_shape, jnp.float32)
+    mask = jax.ShapeDtypeStruct(mask_shape, jnp.bool_)
+    graphdef, state = nnx.split(tiny)
+    forward = jax.jit(lambda s, x, m: nnx.merge(graphdef, s)(x, m))
+    # .trace() runs the checks without compiling anything.
+    with pytest.raises(error, match=message):
+        forward.trace(state, images, mask)
+
+
+def test_integer_images_are_refused(tiny):
+    with pytest.raises(TypeError, match="floating"):
+        tiny.check_inputs(jnp.zeros((1, 64, 64, 3), jnp.uint8), jnp.ones((1, 64, 64), bool))
+
+
+def test_optimizer_leaves_frozen_parameters_unchanged_and_uses_the_backbone_rate(tiny, batch):
+    import dataclasses
+
+    import optax
+
+    config = dataclasses.replace(
+        tiny.config, backbone=dataclasses.replace(tiny.config.backbone, frozen_stages=2)
+    )
+    params = nnx.state(tiny, nnx.Param)
+    grads = jax.tree.map(jnp.ones_like, params)
+    tx = models.detr_optimizer(config, max_grad_norm=None, weight_decay=0.0)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    stem = np.asarray(updates["backbone"]["stem_conv"]["kernel"][...])
+    late = np.asarray(updates["backbone"]["stages"][1][0]["convs"][0]["kernel"][...])
+    head = np.asarray(updates["class_head"]["kernel"][...])
+    assert (stem == 0).all()
+    # First Adam step moves every parameter by its learning rate.
+    np.testing.assert_allclose(late, -1e-5, rtol=1e-3)
+    np.testing.assert_allclose(head, -1e-4, rtol=1e-3)
+    assert isinstance(tx, optax.GradientTransformation)
