@@ -81,3 +81,16 @@ def test_dc5_and_r101_presets():
         models.detr_tiny_config(3, position_encoding="cosine")
     with pytest.raises(ValueError, match="num_heads"):
         models.detr_tiny_config(3, num_heads=5)
+
+
+def test_pre_norm_and_learned_encoding_options_build_and_run_abstractly():
+    def build_and_call():
+        model = models.detr_tiny(
+            4, rngs=nnx.Rngs(0), normalize_before=True, position_encoding="learned"
+        )
+        out = model(jax.numpy.zeros((2, 64, 48, 3)), jax.numpy.ones((2, 64, 48), bool))
+        return model, out
+
+    model, out = nnx.eval_shape(build_and_call)
+    assert model.encoder_norm is not None
+    assert out["logits"].shape == (2, 16, 5) and out["boxes"].shape == (2, 16, 4)
