@@ -202,10 +202,16 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
     else:
         step_s = median_time(step, args.warmup, args.iters)
     model.eval()
-    with torch.no_grad():
-        infer_s = median_time(
-            lambda: model(pixel_values=px, pixel_mask=pm), args.warmup, args.iters
-        )
+
+    def infer():
+        with torch.no_grad():
+            model(pixel_values=px, pixel_mask=pm)
+
+    if dtype == "bf16":
+        with autocast:
+            infer_s = median_time(infer, args.warmup, args.iters)
+    else:
+        infer_s = median_time(infer, args.warmup, args.iters)
     return dict(step_s=step_s, infer_s=infer_s)
 
 
