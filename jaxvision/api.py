@@ -36,10 +36,25 @@ def load_registry() -> _export.Registry:
 
 
 def _signature(obj: object) -> str:
+    target = obj
+    if inspect.isclass(obj) and "__init__" in _own_init_classes(obj):
+        # Metaclasses (Flax NNX's among them) hide the constructor behind (*args, **kwargs).
+        target = obj.__init__
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        sig = inspect.signature(target)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "(...)"
+    if target is not obj:
+        sig = sig.replace(parameters=list(sig.parameters.values())[1:], return_annotation=sig.empty)
+    return str(sig)
+
+
+def _own_init_classes(cls: type) -> set[str]:
+    """``{"__init__"}`` when a class of the project defines its own constructor."""
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            return {"__init__"} if klass.__module__.startswith("jaxvision") else set()
+    return set()
 
 
 def golden_text(registry: _export.Registry, namespace: str) -> str:
