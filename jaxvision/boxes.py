@@ -2,4 +2,18 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.boxes: Box formats, areas, the pairwise IoU family and jit-compatible NMS."""
 
-__all__: list[str] = []
+from jaxvision._src.boxes.formats import box_area as box_area
+from jaxvision._src.boxes.formats import box_convert as box_convert
+from jaxvision._src.boxes.iou import box_iou as box_iou
+from jaxvision._src.boxes.iou import complete_box_iou as complete_box_iou
+from jaxvision._src.boxes.iou import distance_box_iou as distance_box_iou
+from jaxvision._src.boxes.iou import generalized_box_iou as generalized_box_iou
+
+__all__ = [
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "complete_box_iou",
+    "distance_box_iou",
+    "generalized_box_iou",
+]

@@ -2,4 +2,18 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.losses: Aligned bounding-box regression losses (IoU, GIoU, DIoU, CIoU, EIoU, SIoU)."""
 
-__all__: list[str] = []
+from jaxvision._src.losses.iou_losses import ciou_loss as ciou_loss
+from jaxvision._src.losses.iou_losses import diou_loss as diou_loss
+from jaxvision._src.losses.iou_losses import eiou_loss as eiou_loss
+from jaxvision._src.losses.iou_losses import giou_loss as giou_loss
+from jaxvision._src.losses.iou_losses import iou_loss as iou_loss
+from jaxvision._src.losses.iou_losses import siou_loss as siou_loss
+
+__all__ = [
+    "ciou_loss",
+    "diou_loss",
+    "eiou_loss",
+    "giou_loss",
+    "iou_loss",
+    "siou_loss",
+]

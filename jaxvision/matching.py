@@ -2,4 +2,12 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.matching: Exact and greedy bipartite matching for set prediction, inside jit."""
 
-__all__: list[str] = []
+from jaxvision._src.matching.greedy import greedy_match as greedy_match
+from jaxvision._src.matching.hungarian import hungarian_match as hungarian_match
+from jaxvision._src.matching.hungarian import linear_sum_assignment as linear_sum_assignment
+
+__all__ = [
+    "greedy_match",
+    "hungarian_match",
+    "linear_sum_assignment",
+]

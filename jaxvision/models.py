@@ -2,4 +2,16 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.models: Complete models (DETR) with presets and weight import."""
 
-__all__: list[str] = []
+from jaxvision._src.models.detr_criterion import detr_loss as detr_loss
+from jaxvision._src.models.detr_criterion import detr_matching_cost as detr_matching_cost
+from jaxvision._src.models.detr_postprocess import detr_postprocess as detr_postprocess
+from jaxvision._src.models.detr_postprocess import detr_score_threshold as detr_score_threshold
+from jaxvision._src.models.detr_postprocess import detr_top_k as detr_top_k
+
+__all__ = [
+    "detr_loss",
+    "detr_matching_cost",
+    "detr_postprocess",
+    "detr_score_threshold",
+    "detr_top_k",
+]

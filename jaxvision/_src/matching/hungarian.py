@@ -1,0 +1,139 @@
+"""Exact minimum-cost assignment inside ``jit``: scipy's ``linear_sum_assignment`` and the
+batched set-prediction matcher used by DETR."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxvision._src.export import export
+from jaxvision._src.matching.augmenting_path import solve_rows
+from jaxvision._src.matching.costs import check_costs_and_mask, finite_costs, working_dtype
+
+
+@export("matching.linear_sum_assignment")
+@functools.partial(jax.jit, static_argnames=("maximize",))
+def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Exact minimum (or maximum) cost assignment, like ``scipy.optimize.linear_sum_assignment``.
+
+    Rectangular matrices are allowed: ``K = min(N, M)`` pairs are returned, every row
+    assigned when ``N <= M``, every column when ``N > M``. Leading batch dimensions are
+    solved together in one loop.
+
+    Args:
+      cost: ``[..., N, M]`` real costs (float or integer). NaN and +-inf entries are treated
+        as a large finite cost (see ``hungarian_match``).
+      maximize: maximise the total instead of minimising it.
+
+    Returns:
+      ``(row_ind, col_ind)``: ``[..., K]`` int32 each, ``row_ind`` increasing, so that
+      ``cost[..., row_ind, col_ind].sum(-1)`` is optimal. Ties may be broken differently
+      from scipy; the total is the same.
+
+    Computed in float32 (float64 for float64 input). Integer costs are exact up to 2**24.
+
+    Reference: D. F. Crouse, "On implementing 2D rectangular assignment algorithms",
+    IEEE TAES 52(4), 2016 (the algorithm scipy uses).
+    """
+    cost = jnp.asarray(cost)
+    if cost.ndim < 2:
+        raise ValueError(f"cost must have shape [..., N, M], got shape {cost.shape}")
+    dtype = working_dtype(cost.dtype)
+    *lead, n, m = cost.shape
+    k = min(n, m)
+    if k == 0:
+        empty = jnp.zeros((*lead, 0), jnp.int32)
+        return empty, empty
+    c = cost.astype(dtype).reshape(-1, n, m)
+    if maximize:
+        c = -c
+    transposed = n > m
+    if transposed:
+        c = jnp.swapaxes(c, 1, 2)
+    rows = jnp.ones(c.shape[:2], bool)
+    c = finite_costs(c, rows, k)
+    col4row, _ = solve_rows(c, rows)
+    if transposed:
+        order = jnp.argsort(col4row, axis=1).astype(jnp.int32)
+        row_ind = jnp.take_along_axis(col4row, order, axis=1)
+        col_ind = order
+    else:
+        row_ind = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), col4row.shape)
+        col_ind = col4row
+    return row_ind.reshape(*lead, k), col_ind.reshape(*lead, k)
+
+
+@export("matching.hungarian_match")
+@jax.jit
+def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Exact batched bipartite matching of queries to padded targets, on device.
+
+    For each image, every real target gets a distinct query so that the sum of the matched
+    costs is minimal (the Hungarian matching of DETR); padded targets get none. With more
+    real targets than queries, every query gets a distinct real target instead.
+
+    Args:
+      costs: ``[B, Q, T]`` cost of assigning query ``q`` to target ``t`` (float or integer;
+        entries of padded targets are ignored). NaN, +inf and -inf are treated as a large
+        finite cost: ``hi + 2 * (K * (hi - lo) + |hi| + 1)`` with ``hi``/``lo`` the largest and
+        smallest finite real-target entries of that image and ``K = min(Q, T)``, so a
+        matching that avoids them is always preferred when one exists.
+      target_mask: ``[B, T]`` bool, True for real targets (padding is False).
+
+    Returns:
+      ``(query_of_target, target_of_query)``: ``[B, T]`` int32 query matched to each target
+      and ``[B, Q]`` int32 target matched to each query, -1 where unmatched. Images with no
+      real target give all -1.
+
+    Gradients do not flow through the matching (the costs are wrapped in
+    ``stop_gradient``); compute the loss from the returned indices. Computed in float32
+    (float64 for float64 input); ties may be broken differently from scipy, the total cost
+    is the same.
+
+    Reference: N. Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020;
+    D. F. Crouse, "On implementing 2D rectangular assignment algorithms", IEEE TAES 2016.
+    """
+    costs = jnp.asarray(costs)
+    target_mask = jnp.asarray(target_mask)
+    check_costs_and_mask(costs, target_mask, "hungarian_match")
+    dtype = working_dtype(costs.dtype)
+    b, q, t = costs.shape
+    mask = target_mask.astype(bool)
+    none_t = jnp.full((b, t), -1, jnp.int32)
+    none_q = jnp.full((b, q), -1, jnp.int32)
+    if q == 0 or t == 0 or b == 0:
+        return none_t, none_q
+    # Rows are targets, columns queries.
+    c = jnp.swapaxes(jax.lax.stop_gradient(costs).astype(dtype), 1, 2)
+    c = finite_costs(c, mask, min(q, t))
+    if t <= q:
+        col4row, row4col = solve_rows(c, mask)
+        query_of_target = jnp.where(mask, col4row, -1)
+        return query_of_target, row4col
+    return _match_more_targets_than_queries(c, mask)
+
+
+def _match_more_targets_than_queries(c: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``T > Q``: pads queries to ``T`` columns and, per image, lets the smaller side be rows.
+
+    Args:
+      c: ``[B, T, Q]`` finite costs, targets as rows.
+      mask: ``[B, T]`` real targets.
+    """
+    b, t, q = c.shape
+    inf = jnp.asarray(jnp.inf, c.dtype)
+    query_real = jnp.arange(t) < q
+    square = jnp.pad(c, ((0, 0), (0, 0), (0, t - q)))
+    # Targets as rows: padded query columns are forbidden.
+    by_target = jnp.where(query_real[None, None, :], square, inf)
+    # Queries as rows: padded target columns are forbidden.
+    by_query = jnp.where(mask[:, None, :], jnp.swapaxes(square, 1, 2), inf)
+    flip = jnp.sum(mask, axis=1) > q
+    rows = jnp.where(flip[:, None], query_real[None, :], mask)
+    col4row, row4col = solve_rows(jnp.where(flip[:, None, None], by_query, by_target), rows)
+    query_of_target = jnp.where(flip[:, None], row4col, col4row)
+    target_of_query = jnp.where(flip[:, None], col4row, row4col)[:, :q]
+    query_of_target = jnp.where(mask, query_of_target, -1)
+    return query_of_target.astype(jnp.int32), target_of_query.astype(jnp.int32)
