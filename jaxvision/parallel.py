@@ -2,4 +2,40 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.parallel: Data parallelism on shard_map, collectives, launch and checkpoints."""
 
-__all__: list[str] = []
+from jaxvision._src.parallel.checkpoint import CheckpointError as CheckpointError
+from jaxvision._src.parallel.checkpoint import CheckpointManager as CheckpointManager
+from jaxvision._src.parallel.checkpoint import Restored as Restored
+from jaxvision._src.parallel.collectives import ring_all_gather as ring_all_gather
+from jaxvision._src.parallel.collectives import ring_all_reduce as ring_all_reduce
+from jaxvision._src.parallel.collectives import ring_reduce_scatter as ring_reduce_scatter
+from jaxvision._src.parallel.collectives import tree_all_reduce as tree_all_reduce
+from jaxvision._src.parallel.launch import initialize as initialize
+from jaxvision._src.parallel.mesh import make_mesh as make_mesh
+from jaxvision._src.parallel.mesh import process_batch_slice as process_batch_slice
+from jaxvision._src.parallel.mesh import replicate as replicate
+from jaxvision._src.parallel.mesh import shard_batch as shard_batch
+from jaxvision._src.parallel.state import TrainState as TrainState
+from jaxvision._src.parallel.step import data_parallel_step as data_parallel_step
+from jaxvision._src.parallel.step import pmap_step as pmap_step
+from jaxvision._src.parallel.step import replicate_for_pmap as replicate_for_pmap
+from jaxvision._src.parallel.step import split_for_pmap as split_for_pmap
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "Restored",
+    "TrainState",
+    "data_parallel_step",
+    "initialize",
+    "make_mesh",
+    "pmap_step",
+    "process_batch_slice",
+    "replicate",
+    "replicate_for_pmap",
+    "ring_all_gather",
+    "ring_all_reduce",
+    "ring_reduce_scatter",
+    "shard_batch",
+    "split_for_pmap",
+    "tree_all_reduce",
+]
