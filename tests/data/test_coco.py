@@ -163,15 +163,12 @@ def test_missing_or_wrongly_sized_image_and_bad_json_are_named(tmp_path):
 def test_perfect_predictions_score_ap_one(exported):
     dataset, path, image_dir = exported
     coco = data.read_coco_detection(path, image_dir)
-    batch = next(data.coco_batches(coco, 24, max_boxes=3))
     dets = data.detections_to_coco(
-        batch["image_ids"],
-        batch["boxes"],
-        batch["mask"].astype(np.float32),
-        np.maximum(batch["labels"], 0),
-        batch["sizes"],
+        dataset.image_ids,
+        dataset.boxes,
+        dataset.mask.astype(np.float32),
+        np.maximum(dataset.labels, 0),
         coco.category_ids,
-        valid=batch["valid"],
     )
     assert len(dets) == dataset.mask.sum()
     stats = data.coco_evaluate(coco, dets)
@@ -208,15 +205,17 @@ def test_ap_at_a_known_iou_and_wrong_class(tmp_path):
 def test_detections_to_coco_converts_to_pixel_xywh():
     dets = data.detections_to_coco(
         np.array([5, 6]),
-        np.array([[[0.5, 0.5, 0.5, 0.25]], [[0.1, 0.1, 0.4, 0.4]]]),
-        np.array([[0.8], [0.3]]),
-        np.array([[1], [0]]),
-        np.array([[40, 80], [10, 10]]),
+        np.array([[[20, 15, 60, 25], [-5, -5, 30, 50]], [[1, 1, 5, 5], [0, 0, 1, 1]]]),
+        np.array([[0.8, 0.2], [0.3, 0.3]]),
+        np.array([[1, 0], [0, 0]]),
         np.array([11, 12]),
+        sizes=np.array([[40, 80], [10, 10]]),
         valid=np.array([True, False]),
+        score_threshold=0.1,
     )
     assert dets == [
-        {"image_id": 5, "category_id": 12, "bbox": [20.0, 15.0, 40.0, 10.0], "score": 0.8}
+        {"image_id": 5, "category_id": 12, "bbox": [20.0, 15.0, 40.0, 10.0], "score": 0.8},
+        {"image_id": 5, "category_id": 11, "bbox": [0.0, 0.0, 30.0, 40.0], "score": 0.2},
     ]
     with pytest.raises(ValueError, match="boxes"):
-        data.detections_to_coco([1], np.zeros((1, 4)), np.zeros(1), np.zeros(1), [[1, 1]], [1])
+        data.detections_to_coco([1], np.zeros((1, 4)), np.zeros(1), np.zeros(1), [1])

@@ -35,21 +35,21 @@ def detections_to_coco(
     boxes: np.ndarray,
     scores: np.ndarray,
     labels: np.ndarray,
-    sizes: np.ndarray,
     category_ids: np.ndarray,
     *,
+    sizes: np.ndarray | None = None,
     valid: np.ndarray | None = None,
     score_threshold: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Converts a batch of predictions into COCO result records.
+    """Converts a batch of scored boxes into COCO result records.
 
     Args:
       image_ids: ``[B]`` COCO image ids.
-      boxes: ``[B, Q, 4]`` ``cxcywh`` normalised by each image's size (DETR's output).
+      boxes: ``[B, Q, 4]`` ``xyxy`` in pixels (``models.detr_postprocess`` gives them).
       scores: ``[B, Q]`` confidence of each prediction.
       labels: ``[B, Q]`` contiguous class indices ``0..C-1``.
-      sizes: ``[B, 2]`` ``(height, width)`` in pixels of each (unpadded) image.
       category_ids: ``[C]`` COCO category id of each contiguous label.
+      sizes: optional ``[B, 2]`` ``(height, width)``; boxes are clipped to the image.
       valid: optional ``[B]`` bool; False rows (batch padding) are left out.
       score_threshold: predictions scoring at or below it are left out.
 
@@ -59,7 +59,6 @@ def detections_to_coco(
     boxes = np.asarray(boxes, np.float64)
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels)
-    sizes = np.asarray(sizes, np.float64)
     category_ids = np.asarray(category_ids)
     if boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be [B, Q, 4], got {boxes.shape}")
@@ -68,12 +67,12 @@ def detections_to_coco(
             f"scores {scores.shape} and labels {labels.shape} must be {boxes.shape[:2]}"
         )
     valid = np.ones(boxes.shape[0], bool) if valid is None else np.asarray(valid, bool)
-    h, w = sizes[:, 0, None], sizes[:, 1, None]
-    cx, cy, bw, bh = np.moveaxis(boxes, -1, 0)
-    x0 = np.clip((cx - bw / 2) * w, 0, w)
-    y0 = np.clip((cy - bh / 2) * h, 0, h)
-    x1 = np.clip((cx + bw / 2) * w, 0, w)
-    y1 = np.clip((cy + bh / 2) * h, 0, h)
+    x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
+    if sizes is not None:
+        sizes = np.asarray(sizes, np.float64)
+        h, w = sizes[:, 0, None], sizes[:, 1, None]
+        x0, x1 = np.clip(x0, 0, w), np.clip(x1, 0, w)
+        y0, y1 = np.clip(y0, 0, h), np.clip(y1, 0, h)
     records = []
     for b in np.flatnonzero(valid):
         for q in np.flatnonzero(scores[b] > score_threshold):
