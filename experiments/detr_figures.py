@@ -78,21 +78,36 @@ def draw_predictions(
         if i >= n:
             continue
         ax.imshow(images[i], interpolation="nearest")
-        for (x0, y0, x1, y1), lab, m in zip(true_boxes[i], true_labels[i], true_mask[i], strict=True):
+        for (x0, y0, x1, y1), m in zip(true_boxes[i], true_mask[i], strict=True):
             if m:
                 ax.add_patch(
-                    Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white",
-                              ls="--", lw=1.2)
+                    Rectangle(
+                        (x0 - 0.5, y0 - 0.5),
+                        x1 - x0,
+                        y1 - y0,
+                        fill=False,
+                        ec="white",
+                        ls="--",
+                        lw=1.2,
+                    )
                 )
-        for (x0, y0, x1, y1), s, lab in zip(pred_boxes[i], pred_scores[i], pred_labels[i], strict=True):
+        for (x0, y0, x1, y1), s, lab in zip(
+            pred_boxes[i], pred_scores[i], pred_labels[i], strict=True
+        ):
             if s < score_threshold:
                 continue
             colour = _COLOURS[int(lab) % len(_COLOURS)]
             ax.add_patch(
                 Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=colour, lw=1.5)
             )
-            ax.text(x0, y0 - 1, f"{class_names[int(lab)]} {s:.2f}", color="white", fontsize=6,
-                    bbox={"facecolor": colour, "pad": 0.5, "lw": 0})
+            ax.text(
+                x0,
+                y0 - 1,
+                f"{class_names[int(lab)]} {s:.2f}",
+                color="white",
+                fontsize=6,
+                bbox={"facecolor": colour, "pad": 0.5, "lw": 0},
+            )
     fig.suptitle("predictions (coloured) vs ground truth (dashed)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
