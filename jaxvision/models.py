@@ -2,16 +2,42 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.models: Complete models (DETR) with presets and weight import."""
 
+from jaxvision._src.models.detr import DETR as DETR
+from jaxvision._src.models.detr import DETRConfig as DETRConfig
 from jaxvision._src.models.detr_criterion import detr_loss as detr_loss
 from jaxvision._src.models.detr_criterion import detr_matching_cost as detr_matching_cost
 from jaxvision._src.models.detr_postprocess import detr_postprocess as detr_postprocess
 from jaxvision._src.models.detr_postprocess import detr_score_threshold as detr_score_threshold
 from jaxvision._src.models.detr_postprocess import detr_top_k as detr_top_k
+from jaxvision._src.models.detr_presets import detr_optimizer as detr_optimizer
+from jaxvision._src.models.detr_presets import detr_param_labels as detr_param_labels
+from jaxvision._src.models.detr_presets import detr_r101 as detr_r101
+from jaxvision._src.models.detr_presets import detr_r101_config as detr_r101_config
+from jaxvision._src.models.detr_presets import detr_r50 as detr_r50
+from jaxvision._src.models.detr_presets import detr_r50_config as detr_r50_config
+from jaxvision._src.models.detr_presets import detr_tiny as detr_tiny
+from jaxvision._src.models.detr_presets import detr_tiny_config as detr_tiny_config
+from jaxvision._src.models.detr_presets import detr_trainable_mask as detr_trainable_mask
+from jaxvision._src.models.resnet import ResNet as ResNet
+from jaxvision._src.models.resnet import ResNetConfig as ResNetConfig
 
 __all__ = [
+    "DETR",
+    "DETRConfig",
+    "ResNet",
+    "ResNetConfig",
     "detr_loss",
     "detr_matching_cost",
+    "detr_optimizer",
+    "detr_param_labels",
     "detr_postprocess",
+    "detr_r101",
+    "detr_r101_config",
+    "detr_r50",
+    "detr_r50_config",
     "detr_score_threshold",
+    "detr_tiny",
+    "detr_tiny_config",
     "detr_top_k",
+    "detr_trainable_mask",
 ]

@@ -2,4 +2,16 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.nn: Flax NNX modules, each a thin wrapper over a pure function."""
 
-__all__: list[str] = []
+from jaxvision._src.nn.attention import MultiHeadAttention as MultiHeadAttention
+from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm as FrozenBatchNorm
+from jaxvision._src.nn.frozen_batch_norm import FrozenStat as FrozenStat
+from jaxvision._src.nn.position_encoding import LearnedPositionEncoding as LearnedPositionEncoding
+from jaxvision._src.nn.position_encoding import SinePositionEncoding as SinePositionEncoding
+
+__all__ = [
+    "FrozenBatchNorm",
+    "FrozenStat",
+    "LearnedPositionEncoding",
+    "MultiHeadAttention",
+    "SinePositionEncoding",
+]

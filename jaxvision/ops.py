@@ -2,4 +2,16 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.ops: Array operations used by vision models (pooling, soft-argmax, ...)."""
 
-__all__: list[str] = []
+from jaxvision._src.ops.attention import multi_head_attention as multi_head_attention
+from jaxvision._src.ops.frozen_batch_norm import frozen_batch_norm as frozen_batch_norm
+from jaxvision._src.ops.position_encoding import downsample_pixel_mask as downsample_pixel_mask
+from jaxvision._src.ops.position_encoding import learned_position_encoding as learned_position_encoding
+from jaxvision._src.ops.position_encoding import sine_position_encoding as sine_position_encoding
+
+__all__ = [
+    "downsample_pixel_mask",
+    "frozen_batch_norm",
+    "learned_position_encoding",
+    "multi_head_attention",
+    "sine_position_encoding",
+]
