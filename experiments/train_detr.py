@@ -36,7 +36,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from jaxvision import data, models, parallel
+from jaxvision import data, matching, models, parallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detr_figures  # noqa: E402
@@ -94,7 +94,7 @@ def preset_smoke() -> Config:
         max_objects=2,
         max_boxes=2,
         buckets=(32,),
-        model_kwargs={"hidden_dim": 32},
+        model_kwargs={"d_model": 32, "ffn_dim": 64, "num_encoder_layers": 1},
         num_queries=4,
         batch_size=8,
         steps=4,
@@ -217,20 +217,46 @@ def train_batches(cfg: Config, d: Data, mesh: jax.sharding.Mesh, start: int) -> 
 # ----------------------------------------------------------------------------- model
 
 
-MODELS = {
-    "detr_tiny": lambda **kw: models.detr_tiny(**kw),
-    "detr_r50": lambda **kw: models.detr_r50(**kw),
-}
+MODELS = {"detr_tiny": models.detr_tiny, "detr_r50": models.detr_r50}
 
 
 def build_model(cfg: Config, num_classes: int) -> nnx.Module:
+    """The DETR of the preset; with ``class_prior`` the class head starts at that object
+    probability (the focal-loss prior of RetinaNet), which shortens the flat start."""
     model = MODELS[cfg.model](
-        num_classes=num_classes,
-        num_queries=cfg.num_queries,
-        rngs=nnx.Rngs(cfg.seed),
-        **cfg.model_kwargs,
+        num_classes, num_queries=cfg.num_queries, rngs=nnx.Rngs(cfg.seed), **cfg.model_kwargs
     )
+    if cfg.class_prior > 0:
+        bias = -math.log((1 - cfg.class_prior) / cfg.class_prior)
+        model.class_head.bias[...] = jnp.full((num_classes + 1,), bias).at[-1].set(0.0)
     return model
+
+
+def replicated_matcher(axis_name: str) -> Any:
+    """``matching.hungarian_match`` on the whole global batch, inside ``shard_map``.
+
+    The matcher's loop state starts device-invariant while the per-device costs vary, which
+    ``shard_map``'s type check refuses; summing the zero-padded per-device costs with
+    ``psum`` makes them invariant, every device matches the global batch (small next to
+    the model), then keeps its own rows. The result is the plain per-image matching.
+    """
+
+    def matcher(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n, i, b = jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name), costs.shape[0]
+
+        def gather(x: jax.Array) -> jax.Array:
+            full = jnp.zeros((n * b, *x.shape[1:]), x.dtype)
+            return jax.lax.psum(jax.lax.dynamic_update_slice_in_dim(full, x, i * b, 0), axis_name)
+
+        query_of_target, target_of_query = matching.hungarian_match(
+            gather(jax.lax.stop_gradient(costs)), gather(target_mask.astype(jnp.int32)) > 0
+        )
+        return (
+            jax.lax.dynamic_slice_in_dim(query_of_target, i * b, b, 0),
+            jax.lax.dynamic_slice_in_dim(target_of_query, i * b, b, 0),
+        )
+
+    return matcher
 
 
 def normalise(images: jax.Array) -> jax.Array:
@@ -240,27 +266,20 @@ def normalise(images: jax.Array) -> jax.Array:
     return (images.astype(jnp.float32) - mean) / std
 
 
-def make_optimizer(cfg: Config, params: Any) -> optax.GradientTransformation:
-    """AdamW with linear warm-up then cosine decay, global-norm clipping, and a lower
-    learning rate on the backbone (DETR: 1e-5 against 1e-4)."""
+def make_optimizer(cfg: Config, model: nnx.Module) -> optax.GradientTransformation:
+    """DETR's AdamW (backbone at a lower rate, frozen stem, clipped gradients) on a
+    linear warm-up then cosine schedule."""
+    warmup = max(1, min(cfg.warmup_steps, cfg.steps // 2))
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.lr, max(cfg.warmup_steps, 1), cfg.steps, cfg.lr * cfg.final_lr_fraction
+        0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1), cfg.lr * cfg.final_lr_fraction
     )
-
-    def adamw(scale: float) -> optax.GradientTransformation:
-        return optax.adamw(lambda s: scale * schedule(s), weight_decay=cfg.weight_decay)
-
-    if cfg.backbone_lr_multiplier == 1.0:
-        inner = adamw(1.0)
-    else:
-        labels = jax.tree_util.tree_map_with_path(
-            lambda path, _: "backbone" if "backbone" in jax.tree_util.keystr(path) else "rest",
-            params,
-        )
-        inner = optax.multi_transform(
-            {"backbone": adamw(cfg.backbone_lr_multiplier), "rest": adamw(1.0)}, labels
-        )
-    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), inner)
+    return models.detr_optimizer(
+        model.config,
+        learning_rate=schedule,
+        backbone_learning_rate=lambda step: cfg.backbone_lr_multiplier * schedule(step),
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.clip_norm,
+    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -281,7 +300,6 @@ def make_predict(graphdef: Any, mesh: jax.sharding.Mesh) -> Any:
     @jax.jit
     def predict(params, model_state, images, pixel_mask, sizes):
         model = nnx.merge(graphdef, params, model_state, copy=True)
-        model.eval()
         outputs = model(normalise(images), pixel_mask)
         return models.detr_postprocess(outputs, sizes)
 
@@ -299,7 +317,7 @@ def evaluate(cfg, predict, state, d: Data, mesh, val_batches) -> tuple[dict[str,
         dets = predict(state.params, state.model_state, **inputs)
         dets = {k: to_host(v) for k, v in dets.items()}
         if first is None:
-            first = {**dets, **batch}
+            first = {"pred": dets, "true": batch}
         records += data.detections_to_coco(
             batch["image_ids"],
             dets["boxes"],
@@ -394,17 +412,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = build_model(cfg, num_classes)
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
     num_params = sum(x.size for x in jax.tree.leaves(params))
-    optimizer = make_optimizer(cfg, params)
+    optimizer = make_optimizer(cfg, model)
     state = parallel.replicate(
         parallel.TrainState.create(params, optimizer, model_state=model_state), mesh
     )
 
     def loss_fn(params, model_state, batch, rng, axis_name):
         model = nnx.merge(graphdef, params, model_state, copy=True)
-        outputs = model(normalise(batch["images"]), batch["pixel_mask"])
+        outputs = model(normalise(batch["images"]), batch["pixel_mask"], train=True)
         targets = {k: batch[k] for k in ("labels", "boxes", "mask")}
         loss, metrics = models.detr_loss(
-            outputs, targets, num_classes=num_classes, axis_name=axis_name, **cfg.loss_kwargs
+            outputs,
+            targets,
+            num_classes=num_classes,
+            axis_name=axis_name,
+            matcher=replicated_matcher(axis_name),
+            **cfg.loss_kwargs,
         )
         _, _, new_model_state = nnx.split(model, nnx.Param, ...)
         return loss, (new_model_state, metrics)
@@ -429,6 +452,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     bar = tqdm(
         total=cfg.steps,
+        mininterval=2.0,
         initial=start,
         disable=not lead,
         unit="step",
@@ -437,26 +461,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     batches = train_batches(cfg, d, mesh, start)
     t_train, window_t, window_start, compile_s = time.time(), time.time(), start, 0.0
+    window_cpu = time.process_time()
     step_times: list[float] = []
+    step_cpu_times: list[float] = []  # CPU seconds per step: what a loaded machine hides
     for i in range(start, cfg.steps):
         batch = parallel.shard_batch(next(batches), mesh)
         state, metrics = step_fn(state, batch, jax.random.fold_in(rng, i))
         if i == start:
             jax.block_until_ready(metrics)
             compile_s = time.time() - window_t
-            window_t, window_start = time.time(), i + 1
+            window_t, window_start, window_cpu = time.time(), i + 1, time.process_time()
         done = i + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             loss = float(metrics["loss"])
             now = time.time()
             if done > window_start:
                 step_times.append((now - window_t) / (done - window_start))
+                step_cpu_times.append((time.process_time() - window_cpu) / (done - window_start))
                 bar.set_postfix(
                     loss=f"{loss:.3f}",
                     ce=f"{float(metrics['loss_ce']):.3f}",
                     img_s=f"{cfg.batch_size / step_times[-1]:.0f}",
                 )
-            window_t, window_start = now, done
+            window_t, window_start, window_cpu = now, done, time.process_time()
             history["loss_steps"].append(done)
             history["losses"].append(loss)
         bar.update(1)
@@ -464,12 +491,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stats, _ = evaluate(cfg, predict, state, d, mesh, val_batches)
             history["eval_steps"].append(done)
             history["evals"].append(stats)
-            bar.write(
-                f"step {done}: AP {stats['AP']:.3f}  AP50 {stats['AP50']:.3f}  "
-                f"AP75 {stats['AP75']:.3f}"
-            ) if lead else None
+            if lead:
+                bar.write(
+                    f"step {done}: AP {stats['AP']:.3f}  AP50 {stats['AP50']:.3f}  "
+                    f"AP75 {stats['AP75']:.3f}"
+                )
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             ckpt.save(done, state, rng=rng, data_state={"history": history}, force=True)
+        if done % cfg.eval_every == 0 or done % cfg.checkpoint_every == 0:
+            # Evaluation and checkpoints do not count as step time.
+            window_t, window_start, window_cpu = time.time(), done, time.process_time()
     bar.close()
     train_s = time.time() - t_train
 
@@ -490,20 +521,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             curve,
             title=f"DETR on {cfg.name}, seed {cfg.seed}",
         )
-        k = min(16, int(first["valid"].sum()))
-        gt_boxes = first["boxes"][:k] * np.tile(first["sizes"][:k, None, ::-1], (1, 1, 2))
-        gt_xyxy = np.concatenate(
-            [gt_boxes[..., :2] - gt_boxes[..., 2:] / 2, gt_boxes[..., :2] + gt_boxes[..., 2:] / 2],
-            -1,
-        )
+        pred, true = first["pred"], first["true"]
+        k = min(16, int(true["valid"].sum()))
+        cxcy, wh = true["boxes"][:k, :, :2], true["boxes"][:k, :, 2:]
+        scale = np.tile(true["sizes"][:k, None, ::-1], (1, 1, 2)).astype(np.float32)
+        true_xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], -1) * scale
         detr_figures.draw_predictions(
-            first["images"][:k],
-            first["boxes"][:k] if "scores" not in first else np.asarray(first["boxes"][:k]),
-            first["scores"][:k],
-            first["labels"][:k],
-            gt_xyxy,
-            first["labels"][:k],
-            first["mask"][:k],
+            true["images"][:k],
+            pred["boxes"][:k],
+            pred["scores"][:k],
+            pred["labels"][:k],
+            true_xyxy,
+            true["labels"][:k],
+            true["mask"][:k],
             d.class_names,
             grid,
             score_threshold=cfg.score_threshold,
@@ -521,6 +551,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": cfg.steps,
         "resumed_from": start,
         "step_s": round(step_s, 4),
+        "step_cpu_s": round(float(np.median(step_cpu_times)), 4) if step_cpu_times else None,
+        "cpu_minutes": round(time.process_time() / 60, 2),
         "images_per_s": round(cfg.batch_size / step_s, 1) if step_times else None,
         "compile_s": round(compile_s, 1),
         "data_s": round(data_s, 1),
