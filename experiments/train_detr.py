@@ -282,6 +282,23 @@ def make_optimizer(cfg: Config, model: nnx.Module) -> optax.GradientTransformati
     )
 
 
+def init_state(
+    cfg: Config, num_classes: int, mesh: jax.sharding.Mesh
+) -> tuple[Any, parallel.TrainState, optax.GradientTransformation]:
+    """The model's graph definition, its replicated train state at step 0, the optimizer."""
+    model = build_model(cfg, num_classes)
+    graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+    optimizer = make_optimizer(cfg, model)
+    state = parallel.TrainState.create(params, optimizer, model_state=model_state)
+    return graphdef, parallel.replicate(state, mesh), optimizer
+
+
+def load_config(workdir: Path) -> Config:
+    """The configuration a run saved in its workdir."""
+    fields = json.loads((workdir / "config.json").read_text())
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
 # ----------------------------------------------------------------------------- steps
 
 
@@ -328,6 +345,27 @@ def evaluate(cfg, predict, state, d: Data, mesh, val_batches) -> tuple[dict[str,
             valid=batch["valid"],
         )
     return data.coco_evaluate(d.val, records), first
+
+
+def draw_first_batch(first: dict, class_names: tuple[str, ...], path: Path, cfg: Config) -> None:
+    """Up to 16 images of the first evaluation batch: predictions against ground truth."""
+    pred, true = first["pred"], first["true"]
+    k = min(16, int(true["valid"].sum()))
+    cxcy, wh = true["boxes"][:k, :, :2], true["boxes"][:k, :, 2:]
+    scale = np.tile(true["sizes"][:k, None, ::-1], (1, 1, 2)).astype(np.float32)
+    true_xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], -1) * scale
+    detr_figures.draw_predictions(
+        true["images"][:k],
+        pred["boxes"][:k],
+        pred["scores"][:k],
+        pred["labels"][:k],
+        true_xyxy,
+        true["labels"][:k],
+        true["mask"][:k],
+        class_names,
+        path,
+        score_threshold=cfg.score_threshold,
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -378,6 +416,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lead = jax.process_index() == 0
     workdir = Path(args.workdir or f"runs/{cfg.name}-seed{cfg.seed}")
     workdir.mkdir(parents=True, exist_ok=True)
+    if lead:
+        (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     mesh = parallel.make_mesh()
     log = print if lead else (lambda *a, **k: None)
     log(
@@ -409,13 +449,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{len(d.val)} val images, {num_classes} classes ({data_s:.1f} s)"
     )
 
-    model = build_model(cfg, num_classes)
-    graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-    num_params = sum(x.size for x in jax.tree.leaves(params))
-    optimizer = make_optimizer(cfg, model)
-    state = parallel.replicate(
-        parallel.TrainState.create(params, optimizer, model_state=model_state), mesh
-    )
+    graphdef, state, optimizer = init_state(cfg, num_classes, mesh)
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
     def loss_fn(params, model_state, batch, rng, axis_name):
         model = nnx.merge(graphdef, params, model_state, copy=True)
@@ -521,23 +556,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             curve,
             title=f"DETR on {cfg.name}, seed {cfg.seed}",
         )
-        pred, true = first["pred"], first["true"]
-        k = min(16, int(true["valid"].sum()))
-        cxcy, wh = true["boxes"][:k, :, :2], true["boxes"][:k, :, 2:]
-        scale = np.tile(true["sizes"][:k, None, ::-1], (1, 1, 2)).astype(np.float32)
-        true_xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], -1) * scale
-        detr_figures.draw_predictions(
-            true["images"][:k],
-            pred["boxes"][:k],
-            pred["scores"][:k],
-            pred["labels"][:k],
-            true_xyxy,
-            true["labels"][:k],
-            true["mask"][:k],
-            d.class_names,
-            grid,
-            score_threshold=cfg.score_threshold,
-        )
+        draw_first_batch(first, d.class_names, grid, cfg)
     minutes = (time.time() - t_start) / 60
     step_s = float(np.median(step_times)) if step_times else float("nan")
     result = {
