@@ -94,7 +94,14 @@ def preset_smoke() -> Config:
         max_objects=2,
         max_boxes=2,
         buckets=(32,),
-        model_kwargs={"d_model": 32, "ffn_dim": 64, "num_encoder_layers": 1},
+        model_kwargs={
+            "d_model": 32,
+            "num_heads": 2,
+            "ffn_dim": 64,
+            "num_encoder_layers": 1,
+            "num_decoder_layers": 1,
+            "backbone": {"widths": (8, 16, 32), "stem_width": 8},
+        },
         num_queries=4,
         batch_size=8,
         steps=4,
@@ -295,8 +302,13 @@ def init_state(
 
 def load_config(workdir: Path) -> Config:
     """The configuration a run saved in its workdir."""
-    fields = json.loads((workdir / "config.json").read_text())
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+    def tuples(x: Any) -> Any:  # JSON turned the tuples into lists
+        if isinstance(x, dict):
+            return {k: tuples(v) for k, v in x.items()}
+        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+    return Config(**tuples(json.loads((workdir / "config.json").read_text())))
 
 
 # ----------------------------------------------------------------------------- steps
