@@ -60,17 +60,17 @@ class Config:
     num_queries: int = 10
     class_prior: float = 0.0  # > 0: initial object probability of the class head
     batch_size: int = 32  # global, over all devices and processes
-    steps: int = 1500
-    warmup_steps: int = 100
+    steps: int = 4000
+    warmup_steps: int = 200
     lr: float = 1e-3
     final_lr_fraction: float = 0.05
     backbone_lr_multiplier: float = 1.0
     weight_decay: float = 1e-4
     clip_norm: float = 1.0
     loss_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    log_every: int = 20
-    eval_every: int = 500
-    checkpoint_every: int = 250
+    log_every: int = 50
+    eval_every: int = 1000
+    checkpoint_every: int = 500
     eval_batch_size: int = 100
     score_threshold: float = 0.5  # for the picture only; AP uses every prediction
     seed: int = 0
