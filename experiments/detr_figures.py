@@ -37,7 +37,7 @@ def plot_curves(
     ax2.set_ylabel("COCO AP (held-out split)")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right")
+    ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)

@@ -72,7 +72,7 @@ class Config:
     eval_every: int = 1000
     checkpoint_every: int = 500
     eval_batch_size: int = 100
-    score_threshold: float = 0.5  # for the picture only; AP uses every prediction
+    score_threshold: float = 0.7  # for the picture only; AP uses every prediction
     seed: int = 0
 
 
