@@ -11,6 +11,7 @@ from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
 from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import DetectionDataset as DetectionDataset
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
 
@@ -18,6 +19,7 @@ __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "Loader",
     "bucket_size",
     "coco_batches",
     "coco_evaluate",

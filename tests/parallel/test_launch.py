@@ -34,9 +34,10 @@ def _load(path):
 
 @pytest.mark.slow
 def test_two_processes_of_four_devices_equal_one_process_of_eight(tmp_path):
+    # Loader batches, the step and a checkpoint round trip, across two processes.
     assert jax.device_count() == 8
     out = tmp_path / "out.npz"
-    run = _launch("dp_script.py", out)
+    run = _launch("dp_script.py", out, tmp_path / "ckpt")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "process 1: 8 devices" in run.stdout
     params, losses = _load(HERE / "dp_script.py").train()

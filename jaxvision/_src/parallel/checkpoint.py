@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -53,10 +54,11 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(spec, tree)
 
 
-def _key_data(rng: jax.Array) -> jax.Array:
+def _key_data(rng: jax.Array) -> np.ndarray:
+    """The key's raw uint32 words, on the host: restored keys are not bound to a device."""
     if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(rng)
-    return rng
+        rng = jax.random.key_data(rng)
+    return np.asarray(rng)
 
 
 @export("parallel.CheckpointManager")
@@ -107,7 +109,7 @@ class CheckpointManager:
                 max_to_keep=max_to_keep,
                 save_interval_steps=save_interval_steps,
                 enable_async_checkpointing=False,
-                cleanup_tmp_directories=True,
+                cleanup_tmp_directories=False,
             ),
             item_names=("state", "data"),
         )
@@ -194,7 +196,7 @@ class CheckpointManager:
             )
             item = out["state"]
             data_state = out["data"]["data_state"]
-            jax.tree.map(lambda x: x.block_until_ready(), item)
+            jax.block_until_ready(item)
         except Exception as e:  # Orbax and TensorStore raise many types for a bad file.
             others = [s for s in steps if s != step]
             raise CheckpointError(
@@ -202,7 +204,7 @@ class CheckpointManager:
                 f"({type(e).__name__}: {e}); other checkpoints: {others}, restore one with "
                 "restore(..., step=k)"
             ) from e
-        restored_rng = item["rng"]
+        restored_rng = None if item["rng"] is None else jnp.asarray(np.asarray(item["rng"]))
         if rng is not None and jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
             restored_rng = jax.random.wrap_key_data(restored_rng, impl=jax.random.key_impl(rng))
         return Restored(step=step, state=item["train"], rng=restored_rng, data_state=data_state)

@@ -132,7 +132,7 @@ def data_parallel_step(
       optimizer: an optax ``GradientTransformation``.
       mesh: a mesh from :func:`make_mesh` with an axis ``axis_name``.
       axis_name: the data axis; passed to ``loss_fn`` for its own collectives.
-      donate: donate the input state's buffers to the output state (halves peak memory);
+      donate: donate the input state's buffers to the output state (XLA reuses them);
         the state passed in must not be used after the call.
 
     Returns:
