@@ -1,0 +1,142 @@
+"""COCO box AP through pycocotools, the metric every detection paper reports."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxvision._src.data.coco import CocoDetection
+from jaxvision._src.export import export
+
+COCO_METRIC_NAMES: tuple[str, ...] = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
+
+
+@export("data.detections_to_coco")
+def detections_to_coco(
+    image_ids: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    category_ids: np.ndarray,
+    *,
+    sizes: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    score_threshold: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Converts a batch of scored boxes into COCO result records.
+
+    Args:
+      image_ids: ``[B]`` COCO image ids.
+      boxes: ``[B, Q, 4]`` ``xyxy`` in pixels (``models.detr_postprocess`` gives them).
+      scores: ``[B, Q]`` confidence of each prediction.
+      labels: ``[B, Q]`` contiguous class indices ``0..C-1``.
+      category_ids: ``[C]`` COCO category id of each contiguous label.
+      sizes: optional ``[B, 2]`` ``(height, width)``; boxes are clipped to the image.
+      valid: optional ``[B]`` bool; False rows (batch padding) are left out.
+      score_threshold: predictions scoring at or below it are left out.
+
+    Returns:
+      A list of ``{"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}``.
+    """
+    boxes = np.asarray(boxes, np.float64)
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels)
+    category_ids = np.asarray(category_ids)
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be [B, Q, 4], got {boxes.shape}")
+    if scores.shape != boxes.shape[:2] or labels.shape != boxes.shape[:2]:
+        raise ValueError(
+            f"scores {scores.shape} and labels {labels.shape} must be {boxes.shape[:2]}"
+        )
+    valid = np.ones(boxes.shape[0], bool) if valid is None else np.asarray(valid, bool)
+    x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
+    if sizes is not None:
+        sizes = np.asarray(sizes, np.float64)
+        h, w = sizes[:, 0, None], sizes[:, 1, None]
+        x0, x1 = np.clip(x0, 0, w), np.clip(x1, 0, w)
+        y0, y1 = np.clip(y0, 0, h), np.clip(y1, 0, h)
+    records = []
+    for b in np.flatnonzero(valid):
+        for q in np.flatnonzero(scores[b] > score_threshold):
+            records.append(
+                {
+                    "image_id": int(image_ids[b]),
+                    "category_id": int(category_ids[labels[b, q]]),
+                    "bbox": [
+                        float(x0[b, q]),
+                        float(y0[b, q]),
+                        float(x1[b, q] - x0[b, q]),
+                        float(y1[b, q] - y0[b, q]),
+                    ],
+                    "score": float(scores[b, q]),
+                }
+            )
+    return records
+
+
+@export("data.coco_evaluate")
+def coco_evaluate(
+    ground_truth: CocoDetection | dict[str, Any] | str | Path,
+    detections: list[dict[str, Any]],
+    *,
+    image_ids: np.ndarray | None = None,
+) -> dict[str, float]:
+    """COCO box AP / AR of ``detections`` against ``ground_truth``, by pycocotools.
+
+    Args:
+      ground_truth: a :class:`CocoDetection`, a parsed COCO annotation dict, or its path.
+      detections: COCO result records (see :func:`detections_to_coco`).
+      image_ids: evaluate only these images (default: every image of the ground truth).
+
+    Returns:
+      ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
+      "ARl"}`` as floats in ``[0, 1]``, pycocotools' ``stats`` in its order. Where
+      pycocotools reports -1 (no ground truth of that size) the value is kept as -1.0. With
+      no detections at all every value is 0.0 (pycocotools cannot load an empty result).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if isinstance(ground_truth, CocoDetection):
+        gt_dict = ground_truth.coco
+    elif isinstance(ground_truth, dict):
+        gt_dict = ground_truth
+    else:
+        import json
+
+        gt_dict = json.loads(Path(ground_truth).read_text())
+    if not detections:
+        return dict.fromkeys(COCO_METRIC_NAMES, 0.0)
+    gt_dict = copy.copy(gt_dict)
+    gt_dict.setdefault("info", {})
+    gt_dict.setdefault("licenses", [])
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = gt_dict
+        gt.createIndex()
+        dt = gt.loadRes(detections)
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        if image_ids is not None:
+            evaluator.params.imgIds = [int(i) for i in image_ids]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(v) for name, v in zip(COCO_METRIC_NAMES, evaluator.stats, strict=True)}
