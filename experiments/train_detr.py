@@ -36,7 +36,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from jaxvision import data, matching, models, parallel
+from jaxvision import data, models, parallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detr_figures  # noqa: E402
@@ -241,33 +241,6 @@ def build_model(cfg: Config, num_classes: int) -> nnx.Module:
         bias = -math.log((1 - cfg.class_prior) / cfg.class_prior)
         model.class_head.bias[...] = jnp.full((num_classes + 1,), bias).at[-1].set(0.0)
     return model
-
-
-def replicated_matcher(axis_name: str) -> Any:
-    """``matching.hungarian_match`` on the whole global batch, inside ``shard_map``.
-
-    The matcher's loop state starts device-invariant while the per-device costs vary, which
-    ``shard_map``'s type check refuses; summing the zero-padded per-device costs with
-    ``psum`` makes them invariant, every device matches the global batch (small next to
-    the model), then keeps its own rows. The result is the plain per-image matching.
-    """
-
-    def matcher(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        n, i, b = jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name), costs.shape[0]
-
-        def gather(x: jax.Array) -> jax.Array:
-            full = jnp.zeros((n * b, *x.shape[1:]), x.dtype)
-            return jax.lax.psum(jax.lax.dynamic_update_slice_in_dim(full, x, i * b, 0), axis_name)
-
-        query_of_target, target_of_query = matching.hungarian_match(
-            gather(jax.lax.stop_gradient(costs)), gather(target_mask.astype(jnp.int32)) > 0
-        )
-        return (
-            jax.lax.dynamic_slice_in_dim(query_of_target, i * b, b, 0),
-            jax.lax.dynamic_slice_in_dim(target_of_query, i * b, b, 0),
-        )
-
-    return matcher
 
 
 def normalise(images: jax.Array) -> jax.Array:
@@ -477,7 +450,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             targets,
             num_classes=num_classes,
             axis_name=axis_name,
-            matcher=replicated_matcher(axis_name),
             **cfg.loss_kwargs,
         )
         _, _, new_model_state = nnx.split(model, nnx.Param, ...)
