@@ -260,8 +260,9 @@ def test_float64_input_is_solved_in_float64_when_x64_is_enabled():
 
 def _sharded_problem():
     rng = np.random.default_rng(7)
-    costs = rng.random((16, 12, 5)).astype(np.float32)
-    mask = rng.random((16, 5)) < 0.7
+    # 20 images per device: more than one round of the CPU solver inside shard_map too.
+    costs = rng.random((160, 12, 5)).astype(np.float32)
+    mask = rng.random((160, 5)) < 0.7
     mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
     sharding = jax.sharding.NamedSharding(mesh, jax.P("data"))
     return costs, mask, mesh, jax.device_put(costs, sharding), jax.device_put(mask, sharding)
@@ -289,3 +290,24 @@ def test_under_jit_with_explicitly_sharded_batch():
         got = jax.jit(matching.hungarian_match)(costs_s, mask_s)
     for g, want in zip(got, expected, strict=True):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(want))
+
+
+@pytest.mark.parametrize("slots", [1, 16, 10**6])
+def test_rounds_and_flat_loop_agree(monkeypatch, slots):
+    # CPU solves the unsolved problems in rounds of `slots`; other devices (or a batch of at
+    # most `slots`) run one flat loop. 10**6 forces the flat loop here.
+    from jaxvision._src.matching import augmenting_path
+
+    monkeypatch.setattr(augmenting_path, "_CPU_SLOTS", slots)
+    rng = np.random.default_rng(12)
+    costs = detr_like_costs(rng, 100, 30, 12)
+    mask = padding_mask(rng, 100, 12, low=0)
+    solve = jax.jit(lambda c, m: matching.hungarian_match.__wrapped__(c, m))
+    q_of_t, t_of_q = jax.device_get(solve(costs, mask))
+    assert np.array_equal(
+        t_of_q[np.nonzero(q_of_t >= 0)[0], q_of_t[q_of_t >= 0]], np.nonzero(q_of_t >= 0)[1]
+    )
+    for c, real, qt in zip(costs.astype(np.float64), mask, q_of_t, strict=True):
+        sub = c[:, real]
+        ref = sub[scipy_lsa(sub)].sum()
+        assert_same_total(c[qt[real], np.flatnonzero(real)].sum(), ref, 1.0)

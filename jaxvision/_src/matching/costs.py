@@ -58,6 +58,21 @@ def finite_costs(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Ar
 
 
 def _replace(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
+    big = replacement_cost(cost, row_active, n_pairs)
+    return jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
+
+
+def replacement_cost(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
+    """The large finite cost that stands for NaN and +-inf entries, per problem.
+
+    Args:
+      cost: ``[B, M, N]`` float costs, rows last (see :func:`finite_costs`).
+      row_active: ``[B, N]`` bool; only active rows' finite entries set the scale.
+      n_pairs: an upper bound on the number of pairs an assignment holds.
+
+    Returns:
+      ``[B]``: ``hi + 2 * (n_pairs * (hi - lo) + |hi| + 1)``, at most ``finfo.max / 8``.
+    """
     finite = jnp.isfinite(cost)
     considered = finite & row_active[:, None, :]
     any_finite = jnp.any(considered, axis=(1, 2))
@@ -66,5 +81,4 @@ def _replace(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
     hi = jnp.where(any_finite, hi, 0)
     lo = jnp.where(any_finite, lo, 0)
     big = hi + 2 * (n_pairs * (hi - lo) + jnp.abs(hi) + 1)
-    big = jnp.minimum(big, np.finfo(cost.dtype).max / 8)
-    return jnp.where(finite, cost, big[:, None, None])
+    return jnp.minimum(big, np.finfo(cost.dtype).max / 8)

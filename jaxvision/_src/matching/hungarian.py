@@ -54,8 +54,7 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
     if not transposed:
         c = jnp.swapaxes(c, 1, 2)  # the solver's layout: [B, columns, rows]
     rows = jnp.ones((c.shape[0], c.shape[2]), bool)
-    c = finite_costs(c, rows, k)
-    col4row, _ = solve_rows(c, rows)
+    col4row, _ = solve_rows(c, rows, n_pairs=k)
     if transposed:
         order = jnp.argsort(col4row, axis=1).astype(jnp.int32)
         row_ind = jnp.take_along_axis(col4row, order, axis=1)
@@ -108,12 +107,11 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
         return none_t, none_q
     # Targets are the rows to assign, queries the columns: [B, Q, T] is the solver's layout.
     c = jax.lax.stop_gradient(costs).astype(dtype)
-    c = finite_costs(c, mask, min(q, t))
     if t <= q:
-        col4row, row4col = solve_rows(c, mask)
+        col4row, row4col = solve_rows(c, mask, n_pairs=t)
         query_of_target = jnp.where(mask, col4row, -1)
         return query_of_target, row4col
-    return _match_more_targets_than_queries(c, mask)
+    return _match_more_targets_than_queries(finite_costs(c, mask, q), mask)
 
 
 def _match_more_targets_than_queries(c: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
