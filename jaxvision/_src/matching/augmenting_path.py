@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxvision._src.matching.augmenting_path_kernel import solve_rows_kernel
 from jaxvision._src.matching.costs import replacement_cost
 
 _SEARCH, _AUGMENT, _DONE = 0, 1, 2
@@ -83,66 +84,107 @@ def _solve_rows(
         problem must have at least as many allowed columns as active rows.
       row_active: ``[B, N]`` bool, the rows to assign; inactive rows stay unassigned.
       n_pairs: with it, NaN and +-inf entries stand for the large finite cost of
-        :func:`~jaxvision._src.matching.costs.replacement_cost` with this bound, replaced
-        on the fly where they are read; without it, ``cost`` must be finite except for
-        ``+inf`` at forbidden columns.
+        :func:`~jaxvision._src.matching.costs.replacement_cost` with this bound; without it,
+        ``cost`` must be finite except for ``+inf`` at forbidden columns.
 
     Returns:
       ``(col4row, row4col)``: ``[B, N]`` int32 column of each row and ``[B, M]`` int32 row of
       each column, -1 where unassigned.
-    """
-    b, m, n = cost.shape
-    iota_n = jnp.arange(n, dtype=jnp.int32)
-    batch = jnp.arange(b, dtype=jnp.int32)
 
-    # Greedy start: each row takes its cheapest column unless a lower row took it already.
-    best, big = _cheapest_columns(cost, row_active, n_pairs)
+    The implementation is chosen for the device at lowering time: on the CPU a greedy start
+    in one elementwise pass and rounds of the unsolved problems; on CUDA GPUs one Pallas
+    kernel (:mod:`augmenting_path_kernel`); elsewhere a flat XLA loop over the batch.
+    """
+    solvers = {"cpu": _solve_on_cpu, "default": _solve_flat}
+    if GPU_KERNEL:
+        solvers["cuda"] = _solve_with_kernel
+    return lax.platform_dependent(
+        cost, row_active, **{k: functools.partial(f, n_pairs=n_pairs) for k, f in solvers.items()}
+    )
+
+
+# Whether CUDA devices run the Pallas kernel (True) or the flat XLA loop.
+GPU_KERNEL = True
+
+
+def _greedy_start(best: jax.Array, row_active: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
+    """Each active row takes its cheapest column ``best`` unless a lower row took it already.
+
+    With ``u`` the row minima and ``v = 0`` these pairs are tight, so only the conflicting rows
+    need a search. Returns ``(col4row [B, N], row4col [B, M])``, -1 where unassigned.
+    """
+    b, n = best.shape
+    iota_n = jnp.arange(n, dtype=jnp.int32)
     claim = jnp.where(row_active, best, m)
     owner = (
         jnp.full((b, m), n, jnp.int32)
-        .at[batch[:, None], claim]
+        .at[jnp.arange(b)[:, None], claim]
         .min(jnp.broadcast_to(iota_n, (b, n)), mode="drop")
     )
     took = row_active & (jnp.take_along_axis(owner, jnp.minimum(best, m - 1), axis=1) == iota_n)
     col4row = jnp.where(took, best, -1).astype(jnp.int32)
     row4col = jnp.where(owner < n, owner, -1).astype(jnp.int32)
+    return col4row, row4col
 
-    def flat(*_: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _augment(cost, batch, row_active, big, col4row, row4col, n_pairs)
 
+def _solve_flat(
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None
+) -> tuple[jax.Array, jax.Array]:
+    """Greedy start by reductions, then every problem in one flat loop."""
+    b, m, _ = cost.shape
+    best, big = _cheapest_columns_by_reduction(cost, row_active, n_pairs)
+    col4row, row4col = _greedy_start(best, row_active, m)
+    return _augment(cost, jnp.arange(b), row_active, big, col4row, row4col, n_pairs)
+
+
+def _solve_with_kernel(
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, interpret: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Greedy start by reductions, then one Pallas program per problem (CUDA; any device
+    with ``interpret``)."""
+    m = cost.shape[1]
+    if n_pairs is not None:
+        big = replacement_cost(cost, row_active, n_pairs)
+        cost = jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
+    best, _ = _cheapest_columns_by_reduction(cost, row_active, None)
+    col4row, row4col = _greedy_start(best, row_active, m)
+    rows = jnp.swapaxes(cost, 1, 2)
+    return solve_rows_kernel(rows, row_active, col4row, row4col, interpret=interpret)
+
+
+def _solve_on_cpu(
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None
+) -> tuple[jax.Array, jax.Array]:
+    """Greedy start in one elementwise pass, then the unsolved problems in rounds."""
+    b, m, _ = cost.shape
+    best, big = _cheapest_columns(cost, row_active, n_pairs)
+    col4row, row4col = _greedy_start(best, row_active, m)
     slots = _CPU_SLOTS
     if b <= slots:
-        return flat()
+        return _augment(cost, jnp.arange(b), row_active, big, col4row, row4col, n_pairs)
 
-    def in_rounds(*_: jax.Array) -> tuple[jax.Array, jax.Array]:
-        # Only the problems that the greedy start left unsolved, most unassigned rows first,
-        # `slots` of them at a time: each round's loop runs until its slowest problem is
-        # done, and costs in proportion to the number of problems it carries.
-        unassigned = jnp.sum(row_active & (col4row < 0), axis=1)
-        order = jnp.argsort(-unassigned, stable=True).astype(jnp.int32)
-        pending = jnp.sum(unassigned > 0)
-        rounds = -(-b // slots)
-        order = jnp.pad(order, (0, rounds * slots - b), constant_values=b)
+    # Only the problems that the greedy start left unsolved, most unassigned rows first,
+    # `slots` of them at a time: a round's loop runs until its slowest problem is done, and
+    # on XLA CPU a loop step costs in proportion to the number of problems it carries.
+    unassigned = jnp.sum(row_active & (col4row < 0), axis=1)
+    order = jnp.argsort(-unassigned, stable=True).astype(jnp.int32)
+    pending = jnp.sum(unassigned > 0)
+    rounds = -(-b // slots)
+    order = jnp.pad(order, (0, rounds * slots - b), constant_values=b)
 
-        def one_round(r: jax.Array, carry: tuple) -> tuple:
-            col4row, row4col = carry
-            pos = r * slots + jnp.arange(slots, dtype=jnp.int32)
-            picked = jnp.where(pos < pending, lax.dynamic_slice(order, (r * slots,), (slots,)), b)
-            safe = jnp.minimum(picked, b - 1)
-            active = row_active[safe] & (picked < b)[:, None]
-            c4r, r4c = _augment(
-                cost, safe, active, big[safe], col4row[safe], row4col[safe], n_pairs
-            )
-            col4row = col4row.at[picked].set(c4r, mode="drop")
-            row4col = row4col.at[picked].set(r4c, mode="drop")
-            return col4row, row4col
+    def one_round(r: jax.Array, carry: tuple) -> tuple:
+        col4row, row4col = carry
+        pos = r * slots + jnp.arange(slots, dtype=jnp.int32)
+        picked = jnp.where(pos < pending, lax.dynamic_slice(order, (r * slots,), (slots,)), b)
+        safe = jnp.minimum(picked, b - 1)
+        active = row_active[safe] & (picked < b)[:, None]
+        c4r, r4c = _augment(cost, safe, active, big[safe], col4row[safe], row4col[safe], n_pairs)
+        col4row = col4row.at[picked].set(c4r, mode="drop")
+        row4col = row4col.at[picked].set(r4c, mode="drop")
+        return col4row, row4col
 
-        n_rounds = (pending + slots - 1) // slots
-        return lax.fori_loop(0, n_rounds, one_round, (col4row, row4col))
-
-    # Rounds pay off where a loop step costs in proportion to the batch (XLA CPU); on GPU a
-    # step costs about the same for any batch, and one flat loop is faster.
-    return lax.platform_dependent(cost, cpu=in_rounds, default=flat)
+    n_rounds = (pending + slots - 1) // slots
+    return lax.fori_loop(0, n_rounds, one_round, (col4row, row4col))
 
 
 # Problems per round of the CPU solver: a loop step costs about 3 us + 0.45 us per problem
@@ -316,11 +358,22 @@ def _cheapest_columns(
         return best, big
 
     def recompute(cost: jax.Array) -> tuple[jax.Array, jax.Array]:
-        big = replacement_cost(cost, row_active, n_pairs)
-        clean = jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
-        at_min = clean == jnp.min(clean, axis=1, keepdims=True)
-        iota = jnp.arange(m, dtype=jnp.int32)[:, None]
-        return jnp.min(jnp.where(at_min, iota, m), axis=1), big
+        return _cheapest_columns_by_reduction(cost, row_active, n_pairs)
 
     dirty = jnp.any(row_active & ~jnp.isfinite(worst))
     return lax.cond(dirty, recompute, lambda _: (best, big), cost)
+
+
+def _cheapest_columns_by_reduction(
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`_cheapest_columns` by two reductions over the middle axis (fast on GPUs)."""
+    b, m, _ = cost.shape
+    if n_pairs is None:
+        big = jnp.zeros((b,), cost.dtype) + jnp.sum(cost[:, :0, :0])
+    else:
+        big = replacement_cost(cost, row_active, n_pairs)
+        cost = jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
+    at_min = cost == jnp.min(cost, axis=1, keepdims=True)
+    iota = jnp.arange(m, dtype=jnp.int32)[:, None]
+    return jnp.min(jnp.where(at_min, iota, m), axis=1), big

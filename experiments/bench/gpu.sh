@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The speed benchmarks on a GPU machine: jaxvision and its peers side by side, each script
+# in its own process, its output also written to OUT_DIR/<name>.txt.
+#
+# Usage (repository root, jaxvision's dependencies and the peers installed):
+#   bash experiments/bench/gpu.sh [OUT_DIR] [NAME ...]
+# NAME picks some of: matching boxes segmentation detr_step detr_loss (default: all).
+set -u
+out=${1:-bench_gpu_out}
+shift || true
+names=${*:-matching boxes segmentation detr_step detr_loss}
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# JAX and torch share the GPU in one process: keep JAX's preallocation below half of it.
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}
+py=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+date -u +%FT%TZ | tee -a "$out/gpu.txt"
+
+run() {  # name, time limit in seconds, script arguments
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name"
+  timeout "$limit" "$py" "$@" 2>&1 | tee "$out/$name.txt"
+}
+for name in $names; do
+  case $name in
+    matching) run matching 200 experiments/bench/matching.py --repeats 50 ;;
+    boxes) run boxes 120 experiments/bench/boxes.py ;;
+    segmentation) run segmentation 120 experiments/bench/segmentation.py ;;
+    detr_step) run detr_step 300 experiments/bench/detr_step.py --preset gpu --shape 16x512x512 ;;
+    detr_loss) run detr_loss 120 experiments/bench/detr_loss.py ;;
+    *) echo "unknown benchmark: $name" >&2 ;;
+  esac
+done
