@@ -163,14 +163,21 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
     model = hf_model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
-    px = torch.from_numpy(batch["images"].transpose(0, 3, 1, 2).copy())
-    pm = torch.from_numpy(batch["mask"].astype(np.int64))
-    qlabels = torch.from_numpy(batch["query_labels"].astype(np.int64))
-    qboxes = torch.from_numpy(batch["query_boxes"])
+    device = next(model.parameters()).device
+    # Each timed call waits for the GPU, as block_until_ready does on the jaxvision side.
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def put(x: np.ndarray):
+        return torch.from_numpy(x).to(device)
+
+    px = put(batch["images"].transpose(0, 3, 1, 2).copy())
+    pm = put(batch["mask"].astype(np.int64))
+    qlabels = put(batch["query_labels"].astype(np.int64))
+    qboxes = put(batch["query_boxes"])
     labels = [
         {
-            "class_labels": torch.from_numpy(batch["labels"][i][m].astype(np.int64)),
-            "boxes": torch.from_numpy(batch["boxes"][i][m]),
+            "class_labels": put(batch["labels"][i][m].astype(np.int64)),
+            "boxes": put(batch["boxes"][i][m]),
         }
         for i, m in enumerate(batch["target_mask"])
     ]
@@ -194,6 +201,7 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, 0.1)
         opt.step()
+        sync()
 
     autocast = torch.autocast("cpu" if args.preset == "cpu" else "cuda", dtype=torch.bfloat16)
     if dtype == "bf16":
@@ -206,6 +214,7 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
     def infer():
         with torch.no_grad():
             model(pixel_values=px, pixel_mask=pm)
+        sync()
 
     if dtype == "bf16":
         with autocast:
