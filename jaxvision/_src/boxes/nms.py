@@ -22,10 +22,12 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from jaxvision._src.boxes import checks, terms
+from jaxvision._src.boxes import checks, nms_kernel, terms
 from jaxvision._src.export import export
 
 _BLOCK = 256
+# Whether CUDA devices use the bitmask scan of :mod:`nms_kernel` (read at trace time).
+GPU_KERNEL = True
 
 
 def _check_threshold(iou_threshold: object) -> Array:
@@ -196,10 +198,22 @@ def _nms_compiled(
     c = terms.corners(boxes.astype(jnp.float32)[order], fmt)
     rows = jnp.stack([c.x1, c.y1, c.x2, c.y2, c.area], axis=-1)
     sorted_labels = None if labels is None else labels[order]
-    kept_pos, count = _greedy(rows, sorted_labels, threshold, max_output)
-    if kept_pos.shape[0] < max_output:
-        kept_pos = jnp.pad(kept_pos, (0, max_output - kept_pos.shape[0]))
-    indices = jnp.where(jnp.arange(max_output) < count, order[kept_pos[:max_output]], -1)
+
+    def blocked(rows: Array) -> tuple[Array, Array]:
+        kept_pos, count = _greedy(rows, sorted_labels, threshold, max_output)
+        if kept_pos.shape[0] < max_output:
+            kept_pos = jnp.pad(kept_pos, (0, max_output - kept_pos.shape[0]))
+        return kept_pos[:max_output], count
+
+    def bitmask(rows: Array) -> tuple[Array, Array]:
+        return nms_kernel.greedy_bitmask(rows, sorted_labels, threshold, max_output, _overlaps)
+
+    if GPU_KERNEL and rows.shape[0] <= nms_kernel.MAX_BOXES:
+        # On CUDA GPUs a bitmask and one scan kernel; elsewhere the blocked loop.
+        kept_pos, count = jax.lax.platform_dependent(rows, cuda=bitmask, default=blocked)
+    else:
+        kept_pos, count = blocked(rows)
+    indices = jnp.where(jnp.arange(max_output) < count, order[kept_pos], -1)
     return indices.astype(jnp.int32), count
 
 
