@@ -106,6 +106,7 @@ def confusion_matrix_kernel(
         steps=steps,
         dot_dtype=np.dtype(dot_dtype),
     )
+    target, pred = _vary_alike(target, pred)
     kwargs = {}
     if not interpret:
         kwargs["compiler_params"] = plgpu.CompilerParams(
@@ -121,6 +122,30 @@ def confusion_matrix_kernel(
         **kwargs,
     )(target, pred)
     return jnp.sum(partial, axis=1, dtype=jnp.int32)[:, :c, : c + 1]
+
+
+def _varying_axes(x: jax.Array) -> frozenset:
+    """The ``shard_map`` axes over which ``x`` varies (empty outside ``shard_map``)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def _vary_alike(target: jax.Array, pred: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Marks both inputs varying over the union of their axes, so the output's is right."""
+
+    def widen(x: jax.Array, axes: frozenset) -> jax.Array:
+        if not axes:
+            return x
+        names = tuple(sorted(axes))
+        if hasattr(lax, "pcast"):
+            return lax.pcast(x, names, to="varying")
+        return lax.pvary(x, names)
+
+    t_axes, p_axes = _varying_axes(target), _varying_axes(pred)
+    return widen(target, p_axes - t_axes), widen(pred, t_axes - p_axes)
 
 
 def _int32_like(x: jax.Array, shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
