@@ -92,9 +92,9 @@ def confusion_matrix_kernel(
         return jnp.zeros((b, c, c + 1), jnp.int32)
     cp = padded_classes(c)
     n_chunks = -(-n // chunk)
-    per_image = max(1, min(n_chunks, -(-programs // b)))
-    steps = min(-(-n_chunks // per_image), max(1, _MAX_PIXELS_PER_PROGRAM // chunk))
-    per_image = -(-n_chunks // steps)
+    per_row = max(1, min(n_chunks, -(-programs // b)))
+    steps = min(-(-n_chunks // per_row), max(1, _MAX_PIXELS_PER_PROGRAM // chunk))
+    per_row = -(-n_chunks // steps)
     if ignore_index is not None and not 0 <= ignore_index < c:
         ignore_index = None  # out-of-range targets are dropped anyway
     kernel = functools.partial(
@@ -114,8 +114,8 @@ def confusion_matrix_kernel(
         )
     partial = pl.pallas_call(
         kernel,
-        out_shape=_int32_like(target, (b, per_image, cp, cp)),
-        grid=(b, per_image),
+        out_shape=_int32_like(target, (b, per_row, cp, cp)),
+        grid=(b, per_row),
         out_specs=pl.BlockSpec((None, None, cp, cp), lambda i, k: (i, k, 0, 0)),
         interpret=interpret,
         name="jaxvision_confusion_matrix",
