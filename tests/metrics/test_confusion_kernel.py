@@ -159,7 +159,8 @@ def lower_for_cuda(fn, *args):
     return jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
 
 
-def test_lowers_to_triton_for_cuda():
+def test_lowers_to_triton_for_cuda(monkeypatch):
+    monkeypatch.setattr(confusion, "GPU_KERNEL", True)  # off by default (slower on H100)
     # Lowering (jaxpr -> Triton IR) needs no GPU; compiling the IR to PTX happens on one.
     t = jnp.zeros((2, 64, 96), jnp.uint8)
     text = (
@@ -187,7 +188,8 @@ def test_lowers_to_triton_for_cuda():
         )
 
 
-def test_lowers_for_cuda_inside_shard_map():
+def test_lowers_for_cuda_inside_shard_map(monkeypatch):
+    monkeypatch.setattr(confusion, "GPU_KERNEL", True)  # off by default (slower on H100)
     mesh = jax.make_mesh((len(jax.devices()),), ("data",))
     sharding = NamedSharding(mesh, P("data"))
     t = jax.ShapeDtypeStruct((len(jax.devices()) * 2, 16, 16), jnp.uint8, sharding=sharding)
@@ -199,7 +201,8 @@ def test_lowers_for_cuda_inside_shard_map():
     assert KERNEL_NAME in lower_for_cuda(sharded, t, t)
 
 
-def test_inside_shard_map_output_varies_over_both_inputs_axes():
+def test_inside_shard_map_output_varies_over_both_inputs_axes(monkeypatch):
+    monkeypatch.setattr(confusion, "GPU_KERNEL", True)  # off by default (slower on H100)
     # Target replicated, prediction sharded: the counts vary over the mesh axis, so their
     # type must say so (else out_specs=P() would accept them unreduced) and the psum adds
     # the 8 different partial matrices.

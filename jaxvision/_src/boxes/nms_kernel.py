@@ -27,6 +27,8 @@ from jax.experimental import pallas as pl
 
 # Boxes the bitmask path takes: 32768 boxes make a 128 MiB mask (1024 words per row).
 MAX_BOXES = 1 << 15
+# Mask rows loaded ahead of the box being decided.
+PREFETCH = 8
 
 
 def greedy_bitmask(
@@ -92,22 +94,35 @@ def _scan_kernel(mask_ref, removed_ref, out_ref):
     n_pad, width = mask_ref.shape
     iota = lax.broadcasted_iota(jnp.int32, (width,), 0)
     one = jnp.uint32(1)
+    depth = min(PREFETCH, n_pad)
+
+    def load(i: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Row ``i`` of the mask and its word ``i // 32`` (clamped past the end)."""
+        i = jnp.minimum(i, n_pad - 1)
+        row = mask_ref[pl.ds(i, 1), :].reshape(width)
+        word = mask_ref[pl.ds(i, 1), pl.ds(i // 32, 1)].reshape(())
+        return row, word
 
     def word_of(vec: jax.Array, w: jax.Array) -> jax.Array:
         return jnp.sum(jnp.where(iota == w, vec, jnp.uint32(0)), dtype=jnp.uint32)
 
-    def per_word(w, removed):
+    # The rows of the next `depth` boxes are in flight at every step (a software pipeline):
+    # a step's own work is a few instructions, so it would otherwise wait on its load.
+    def per_word(w, carry):
+        removed, ahead = carry
+
         def per_box(b, carry):
-            removed, current = carry
-            i = w * 32 + b
-            row = mask_ref[pl.ds(i, 1), :].reshape(width)
-            row_word = mask_ref[pl.ds(i, 1), pl.ds(w, 1)].reshape(())
+            removed, current, ahead = carry
+            (row, row_word), ahead = ahead[0], ahead[1:]
+            ahead = (*ahead, load(w * 32 + b + depth))
             kept = ((current >> b.astype(jnp.uint32)) & one) == 0
             removed = jnp.where(kept, removed | row, removed)
             current = jnp.where(kept, current | row_word, current)
-            return removed, current
+            return removed, current, ahead
 
-        removed, _ = lax.fori_loop(0, 32, per_box, (removed, word_of(removed, w)))
-        return removed
+        removed, _, ahead = lax.fori_loop(0, 32, per_box, (removed, word_of(removed, w), ahead))
+        return removed, ahead
 
-    out_ref[...] = lax.fori_loop(0, n_pad // 32, per_word, removed_ref[...])
+    ahead = tuple(load(jnp.int32(k)) for k in range(depth))
+    removed, _ = lax.fori_loop(0, n_pad // 32, per_word, (removed_ref[...], ahead))
+    out_ref[...] = removed

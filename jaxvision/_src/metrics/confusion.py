@@ -33,8 +33,9 @@ MAX_CLASSES = 46_000
 MAX_PIXELS_PER_CALL = 2**31 - 1
 # Whether CUDA devices count with the Pallas kernel of :mod:`confusion_kernel` (True) or
 # with the scatter-add histogram every other device uses. Read when confusion_matrix is
-# called, so a fresh trace sees a change.
-GPU_KERNEL = True
+# called, so a fresh trace sees a change. Off: on an H100 the kernel took 0.515 ms against
+# the scatter's 0.265 ms for 16 x 512 x 1024 labels, 19 classes (BENCHMARKS.md).
+GPU_KERNEL = False
 
 
 def check_num_classes(num_classes: int) -> int:
