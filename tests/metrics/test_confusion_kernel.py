@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxvision import metrics
 from jaxvision._src.metrics import confusion, confusion_kernel
+from jaxvision._src.varying import varying_axes
 
 KERNEL_NAME = "jaxvision_confusion_matrix"
 
@@ -215,7 +216,7 @@ def test_inside_shard_map_output_varies_over_both_inputs_axes(monkeypatch):
 
     def step(a, b):
         counts = run_kernel(a, b, 5, 255)
-        varying.append(confusion_kernel._varying_axes(counts))
+        varying.append(varying_axes(counts))
         return jax.lax.psum(counts, "data")
 
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(None, "data")), out_specs=P())

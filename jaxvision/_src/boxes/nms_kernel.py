@@ -25,6 +25,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from jaxvision._src.varying import output_like
+
 # Boxes the bitmask path takes: 32768 boxes make a 128 MiB mask (1024 words per row).
 MAX_BOXES = 1 << 15
 # Mask rows loaded ahead of the box being decided.
@@ -78,7 +80,7 @@ def greedy_bitmask(
         kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=4, num_stages=3)
     removed = pl.pallas_call(
         _scan_kernel,
-        out_shape=jax.ShapeDtypeStruct((width,), jnp.uint32),
+        out_shape=output_like(mask, (width,), jnp.uint32),
         interpret=interpret,
         name="jaxvision_nms_scan",
         **kwargs,

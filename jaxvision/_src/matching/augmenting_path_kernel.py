@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from jaxvision._src.varying import output_like
+
 _SEARCH, _AUGMENT, _DONE = 0, 1, 2
 
 
@@ -62,7 +64,10 @@ def solve_rows_kernel(
         kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=1, num_stages=1)
     col4row, row4col = pl.pallas_call(
         functools.partial(_kernel, max_steps=max_steps),
-        out_shape=(_int32_like(rows, (b, n_pad)), _int32_like(rows, (b, m_pad))),
+        out_shape=(
+            output_like(rows, (b, n_pad), jnp.int32),
+            output_like(rows, (b, m_pad), jnp.int32),
+        ),
         grid=(b,),
         in_specs=[
             pl.BlockSpec((None, n_pad, m_pad), lambda k: (k, 0, 0)),
@@ -76,18 +81,6 @@ def solve_rows_kernel(
         **kwargs,
     )(rows, active, col4row, row4col)
     return col4row[:, :n], row4col[:, :m]
-
-
-def _int32_like(x: jax.Array, shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
-    """An int32 output type that varies over the same ``shard_map`` axes as ``x``."""
-    aval = jax.typeof(x)
-    for name in ("manual_axis_type", "vma"):
-        if hasattr(aval, name):
-            try:
-                return jax.ShapeDtypeStruct(shape, jnp.int32, **{name: getattr(aval, name)})
-            except TypeError:
-                continue
-    return jax.ShapeDtypeStruct(shape, jnp.int32)
 
 
 def _kernel(rows_ref, active_ref, col4row_ref, row4col_ref, col4row_out, row4col_out, *, max_steps):

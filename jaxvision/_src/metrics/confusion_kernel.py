@@ -29,6 +29,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from jaxvision._src.varying import output_like, varying_axes
+
 # Pixels per step of a program (a power of two >= 16, the smallest tensor-core tile).
 CHUNK = 512
 # About this many programs in all (a few per streaming multiprocessor of an H100).
@@ -114,7 +116,7 @@ def confusion_matrix_kernel(
         )
     partial = pl.pallas_call(
         kernel,
-        out_shape=_int32_like(target, (b, per_row, cp, cp)),
+        out_shape=output_like(target, (b, per_row, cp, cp), jnp.int32),
         grid=(b, per_row),
         out_specs=pl.BlockSpec((None, None, cp, cp), lambda i, k: (i, k, 0, 0)),
         interpret=interpret,
@@ -122,15 +124,6 @@ def confusion_matrix_kernel(
         **kwargs,
     )(target, pred)
     return jnp.sum(partial, axis=1, dtype=jnp.int32)[:, :c, : c + 1]
-
-
-def _varying_axes(x: jax.Array) -> frozenset:
-    """The ``shard_map`` axes over which ``x`` varies (empty outside ``shard_map``)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))
 
 
 def _vary_alike(target: jax.Array, pred: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -144,20 +137,8 @@ def _vary_alike(target: jax.Array, pred: jax.Array) -> tuple[jax.Array, jax.Arra
             return lax.pcast(x, names, to="varying")
         return lax.pvary(x, names)
 
-    t_axes, p_axes = _varying_axes(target), _varying_axes(pred)
+    t_axes, p_axes = varying_axes(target), varying_axes(pred)
     return widen(target, p_axes - t_axes), widen(pred, t_axes - p_axes)
-
-
-def _int32_like(x: jax.Array, shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
-    """An int32 output type that varies over the same ``shard_map`` axes as ``x``."""
-    aval = jax.typeof(x)
-    for name in ("manual_axis_type", "vma"):
-        if hasattr(aval, name):
-            try:
-                return jax.ShapeDtypeStruct(shape, jnp.int32, **{name: getattr(aval, name)})
-            except TypeError:
-                continue
-    return jax.ShapeDtypeStruct(shape, jnp.int32)
 
 
 def _kernel(
