@@ -269,3 +269,16 @@ def test_rounds_and_flat_loop_agree(monkeypatch, slots):
         sub = c[:, real]
         ref = sub[scipy_lsa(sub)].sum()
         assert_same_total(c[qt[real], np.flatnonzero(real)].sum(), ref, 1.0)
+
+
+def test_vmap_over_layers_of_a_batch_solved_in_rounds():
+    # 40 images > 16: the CPU solver's rounds run under vmap (batched trip counts).
+    rng = np.random.default_rng(13)
+    costs = np.stack([detr_like_costs(rng, 40, 50, 12) for _ in range(3)])
+    mask = padding_mask(rng, 40, 12, low=0)
+    q_of_t, _ = jax.device_get(jax.jit(jax.vmap(matching.hungarian_match, (0, None)))(costs, mask))
+    for layer in range(3):
+        for c, real, qt in zip(costs[layer].astype(np.float64), mask, q_of_t[layer], strict=True):
+            sub = c[:, real]
+            ref = sub[scipy_lsa(sub)].sum() if sub.size else 0.0
+            assert_same_total(c[qt[real], np.flatnonzero(real)].sum(), ref, 1.0)
