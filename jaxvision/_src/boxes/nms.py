@@ -235,6 +235,11 @@ def nms(
     Two empty boxes have IoU 0. Reference: the greedy NMS of Felzenszwalb et al.,
     "Object Detection with Discriminatively Trained Part-Based Models", TPAMI 2010.
 
+    On CUDA GPUs, for up to 32768 boxes, the selection is computed from a suppression
+    bitmask of ``N x next_pow2(ceil(N / 32))`` uint32 words (82 MB for 20k boxes, per
+    problem under ``vmap``) and one scan kernel; elsewhere by a blocked loop that needs no
+    ``N^2`` memory. Both give the same result.
+
     Args:
       boxes: ``[N, 4]`` boxes in format ``fmt`` (computed in float32).
       scores: ``[N]`` scores.
