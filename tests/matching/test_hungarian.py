@@ -133,6 +133,10 @@ def test_degenerate_shapes():
     np.testing.assert_array_equal(t_of_q, -np.ones((2, 4)))
     rows, cols = matching.linear_sum_assignment(jnp.zeros((0, 5)))
     assert rows.shape == cols.shape == (0,)
+    rows, cols = matching.linear_sum_assignment(jnp.zeros((0, 3, 5)))  # empty batch
+    assert rows.shape == cols.shape == (0, 3)
+    q_of_t, t_of_q = matching.hungarian_match(jnp.zeros((0, 4, 3)), jnp.ones((0, 3), bool))
+    assert q_of_t.shape == (0, 3) and t_of_q.shape == (0, 4)
 
 
 def test_leading_batch_dimensions():

@@ -80,3 +80,20 @@ def test_lowers_to_triton_for_cuda():
         jax.jit(matching.hungarian_match).trace(costs, mask).lower(lowering_platforms=("cuda",))
     )
     assert "jaxvision_augmenting_path" in lowered.as_text()
+
+
+def test_forbidden_columns_stay_forbidden():
+    # More targets than queries: hungarian_match pads the queries and forbids the padding
+    # with +inf, then solves with already finite costs (no replacement): +inf must stay
+    # forbidden in the kernel.
+    rng = np.random.default_rng(25)
+    costs = rng.uniform(size=(100, 12, 6)).astype(np.float32)
+    costs[:, 8:, :] = np.inf  # 8 allowed columns for 6 rows
+    mask = padding_mask(rng, 100, 6, low=0)
+    fn = jax.jit(lambda c, m: augmenting_path._solve_with_kernel(c, m, None, interpret=True))
+    col4row, _ = jax.device_get(fn(costs, mask))
+    for c, real, c4r in zip(costs.astype(np.float64), mask, col4row, strict=True):
+        assert np.all(c4r[real] < 8)
+        sub = c[:8, real]
+        ref = sub[scipy_lsa(sub)].sum() if sub.size else 0.0
+        assert_same_total(c[c4r[real], np.flatnonzero(real)].sum(), ref, 1.0)

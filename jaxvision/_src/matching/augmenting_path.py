@@ -64,6 +64,9 @@ def solve_rows(
         )
         if kind == jax.sharding.AxisType.Explicit
     )
+    b, m, n = cost.shape
+    if b == 0 or m == 0 or n == 0:  # nothing to assign (and no zero-size kernel grid)
+        return jnp.full((b, n), -1, jnp.int32), jnp.full((b, m), -1, jnp.int32)
     solve = functools.partial(_solve_rows, n_pairs=n_pairs)
     if not explicit:
         return solve(cost, row_active)
