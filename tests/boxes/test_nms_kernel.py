@@ -69,3 +69,26 @@ def test_lowers_to_triton_for_cuda():
         .lower(lowering_platforms=("cuda",))
     )
     assert "jaxvision_nms_scan" in lowered.as_text()
+
+
+def test_vmap_over_images():
+    # Per-image NMS of a batch, as detection post-processing does: one program per image.
+    rng = np.random.default_rng(9)
+    n = 70
+    xy = rng.uniform(0, 100, (3, n, 2))
+    b = np.concatenate([xy, xy + rng.uniform(5, 40, (3, n, 2))], -1).astype(np.float32)
+    s = rng.uniform(size=(3, n)).astype(np.float32)
+
+    def one(bb, ss):
+        order = nms._score_order(ss)
+        c = terms.corners(bb[order], "xyxy")
+        rows = jnp.stack([c.x1, c.y1, c.x2, c.y2, c.area], axis=-1)
+        positions, count = nms_kernel.greedy_bitmask(
+            rows, None, jnp.float32(0.5), n, nms._overlaps, interpret=True
+        )
+        return order[positions], count
+
+    indices, counts = jax.device_get(jax.jit(jax.vmap(one))(jnp.asarray(b), jnp.asarray(s)))
+    for k in range(3):
+        expected = ref.greedy_nms(b[k].astype(np.float64), s[k], 0.5)
+        assert indices[k][: counts[k]].tolist() == expected
