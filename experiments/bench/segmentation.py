@@ -7,9 +7,7 @@ Labels are uint8 (as segmentation masks are stored), 5% of the targets are the i
 label 255. Every side computes the full 19 x 19 matrix as a user would write it (mask the
 ignored pixels, build ``C * t + p`` in a wide integer type, count); the bincount peers are
 also timed on a precomputed index ("bincount alone"). Times are medians after warm-up;
-ratio = peer time / jaxvision time (above 1: jaxvision is faster). On a GPU the scatter-add
-path that CUDA devices ran before the Pallas kernel is timed too (ratio: the kernel's
-speed-up over it).
+ratio = peer time / jaxvision time (above 1: jaxvision is faster).
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import jax
 import numpy as np
 
 from jaxvision import metrics
-from jaxvision._src.metrics import confusion
 
 SHAPE = (16, 512, 1024)
 C = 19
@@ -70,24 +67,7 @@ def main() -> None:
     assert np.array_equal(numpy_full(), ours)
 
     ours_ms = median_ms(lambda: ours_fn(t_dev, p_dev), args.repeats)
-    rows = []
-    if jax.default_backend() == "gpu":
-        # The flag is read when the function is traced: a fresh jit sees the other path.
-        default = confusion.GPU_KERNEL
-        confusion.GPU_KERNEL = not default
-        try:
-            other_fn = jax.jit(lambda t, p: metrics.confusion_matrix(t, p, C, ignore_index=IGNORE))
-            assert np.array_equal(np.asarray(other_fn(t_dev, p_dev))[:, :C], ours)
-            name = "Pallas kernel" if not default else "scatter-add path"
-            rows.append(
-                (
-                    f"jaxvision {name} (GPU_KERNEL={not default})",
-                    median_ms(lambda: other_fn(t_dev, p_dev), args.repeats),
-                )
-            )
-        finally:
-            confusion.GPU_KERNEL = default
-    rows += [
+    rows = [
         ("numpy.bincount, as a user writes it", median_ms(numpy_full, args.repeats)),
         (
             "numpy.bincount alone (index precomputed)",

@@ -2,8 +2,8 @@
 
 Inside ``jax.shard_map`` (with its default ``check_vma=True``) every value records the mesh
 axes over which it varies, and a ``pallas_call`` must declare that for its outputs. The
-attribute is ``manual_axis_type`` in jax 0.10 and ``vma`` in other versions; these helpers
-read and pass whichever exists.
+attribute is ``manual_axis_type`` in jax 0.10 and ``vma`` in other versions; this helper
+reads and passes whichever exists.
 """
 
 from __future__ import annotations
@@ -22,12 +22,3 @@ def output_like(x: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Sh
             except TypeError:
                 continue
     return jax.ShapeDtypeStruct(shape, dtype)
-
-
-def varying_axes(x: jax.Array) -> frozenset:
-    """The ``shard_map`` axes over which ``x`` varies (empty outside ``shard_map``)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))

@@ -21,21 +21,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from jaxvision._src.export import export
-from jaxvision._src.metrics import confusion_kernel
 from jaxvision._src.metrics.histogram import histogram
 
 # The bin index t * (C + 1) + p must fit in int32.
 MAX_CLASSES = 46_000
 # Counts of one call are int32; more pixels go through ConfusionState.
 MAX_PIXELS_PER_CALL = 2**31 - 1
-# Whether CUDA devices count with the Pallas kernel of :mod:`confusion_kernel` (True) or
-# with the scatter-add histogram every other device uses. Read when confusion_matrix is
-# called, so a fresh trace sees a change. Off: on an H100 the kernel took 0.515 ms against
-# the scatter's 0.265 ms for 16 x 512 x 1024 labels, 19 classes (BENCHMARKS.md).
-GPU_KERNEL = False
 
 
 def check_num_classes(num_classes: int) -> int:
@@ -139,54 +132,19 @@ def confusion_matrix(
             f"target has {target.size} pixels; one call counts at most 2**31 - 1 in int32: "
             "split the batch and accumulate with ConfusionState"
         )
-    gpu_kernel = GPU_KERNEL and confusion_kernel.supports(num_classes)
     if per_image:
         if target.ndim < 1:
             raise ValueError("per_image=True needs an image axis 0 in target and pred")
         flat_t = target.reshape(target.shape[0], -1)
         flat_p = pred.reshape(pred.shape[0], -1)
-        return _confusion(flat_t, flat_p, num_classes, ignore_index, True, gpu_kernel)
-    flat_t, flat_p = target.reshape(-1), pred.reshape(-1)
-    return _confusion(flat_t, flat_p, num_classes, ignore_index, False, gpu_kernel)
+        return jax.vmap(lambda t, p: _confusion(t, p, num_classes, ignore_index))(flat_t, flat_p)
+    return _confusion(target.reshape(-1), pred.reshape(-1), num_classes, ignore_index)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(2, 3))
 def _confusion(
-    target: jax.Array,
-    pred: jax.Array,
-    num_classes: int,
-    ignore_index: int | None,
-    per_image: bool,
-    gpu_kernel: bool,
-) -> jax.Array:
-    """``[P]`` labels -> ``[C, C + 1]`` (``[N, P]`` -> ``[N, C, C + 1]`` with ``per_image``).
-
-    The implementation is chosen for the device at lowering time: on CUDA GPUs (with
-    ``gpu_kernel``) one Pallas kernel of one-hot matrix products; elsewhere a scatter-add
-    histogram of the flat bin indices.
-    """
-
-    def scatter(t: jax.Array, p: jax.Array) -> jax.Array:
-        if per_image:
-            return jax.vmap(lambda a, b: _scatter_confusion(a, b, num_classes, ignore_index))(t, p)
-        return _scatter_confusion(t, p, num_classes, ignore_index)
-
-    def kernel(t: jax.Array, p: jax.Array) -> jax.Array:
-        if per_image:
-            return confusion_kernel.confusion_matrix_kernel(t, p, num_classes, ignore_index)
-        return confusion_kernel.confusion_matrix_kernel(
-            t[None], p[None], num_classes, ignore_index
-        )[0]
-
-    if not gpu_kernel:
-        return scatter(target, pred)
-    return lax.platform_dependent(target, pred, cuda=kernel, default=scatter)
-
-
-def _scatter_confusion(
     target: jax.Array, pred: jax.Array, num_classes: int, ignore_index: int | None
 ) -> jax.Array:
-    """``[P]`` labels -> ``[C, C + 1]`` int32 with a scatter-add histogram."""
     c = num_classes
     bins = _bin_indices(target, pred, c, ignore_index)
     counts = histogram(bins, c * (c + 1))
