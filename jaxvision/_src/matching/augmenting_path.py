@@ -134,10 +134,9 @@ def _solve_flat(
     cost: jax.Array, row_active: jax.Array, n_pairs: int | None
 ) -> tuple[jax.Array, jax.Array]:
     """Greedy start by reductions, then every problem in one flat loop."""
-    b, m, _ = cost.shape
-    best, big = _cheapest_columns_by_reduction(cost, row_active, n_pairs)
-    col4row, row4col = _greedy_start(best, row_active, m)
-    return _augment(cost, jnp.arange(b), row_active, big, col4row, row4col, n_pairs)
+    cost, _ = _cleaned(cost, row_active, n_pairs)
+    col4row, row4col = _greedy_start(_first_min_columns(cost), row_active, cost.shape[1])
+    return _augment(cost, jnp.arange(cost.shape[0]), row_active, None, col4row, row4col)
 
 
 def _solve_with_kernel(
@@ -145,14 +144,38 @@ def _solve_with_kernel(
 ) -> tuple[jax.Array, jax.Array]:
     """Greedy start by reductions, then one Pallas program per problem (CUDA; any device
     with ``interpret``)."""
-    m = cost.shape[1]
-    if n_pairs is not None:
-        big = replacement_cost(cost, row_active, n_pairs)
-        cost = jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
-    best, _ = _cheapest_columns_by_reduction(cost, row_active, None)
-    col4row, row4col = _greedy_start(best, row_active, m)
+    cost, _ = _cleaned(cost, row_active, n_pairs)
+    col4row, row4col = _greedy_start(_first_min_columns(cost), row_active, cost.shape[1])
     rows = jnp.swapaxes(cost, 1, 2)
     return solve_rows_kernel(rows, row_active, col4row, row4col, interpret=interpret)
+
+
+def _cleaned(
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None
+) -> tuple[jax.Array, jax.Array | None]:
+    """``(cost, big)``: NaN and +-inf replaced by ``big = replacement_cost(...)`` ``[B]``
+    when ``n_pairs`` is given; ``(cost, None)`` unchanged otherwise."""
+    if n_pairs is None:
+        return cost, None
+    big = replacement_cost(cost, row_active, n_pairs)
+    return jnp.where(jnp.isfinite(cost), cost, big[:, None, None]), big
+
+
+def _first_min_columns(cost: jax.Array) -> jax.Array:
+    """``[B, M, N]`` -> ``[B, N]`` first column of each row's minimum, by two reductions
+    over the middle axis (fast on GPUs; the CPU uses :func:`_cheapest_columns`)."""
+    m = cost.shape[1]
+    at_min = cost == jnp.min(cost, axis=1, keepdims=True)
+    return jnp.min(jnp.where(at_min, jnp.arange(m, dtype=jnp.int32)[:, None], m), axis=1)
+
+
+def _varying_zero(cost: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """An exact scalar 0 that varies over the same ``shard_map`` axes as ``cost``.
+
+    Loop carries must vary like the values the loop body computes from ``cost``; adding
+    this zero to a constant gives it that type.
+    """
+    return jnp.sum(cost[:, :0, :0]).astype(dtype)
 
 
 def _solve_on_cpu(
@@ -164,7 +187,7 @@ def _solve_on_cpu(
     col4row, row4col = _greedy_start(best, row_active, m)
     slots = _CPU_SLOTS
     if b <= slots:
-        return _augment(cost, jnp.arange(b), row_active, big, col4row, row4col, n_pairs)
+        return _augment(cost, jnp.arange(b), row_active, big, col4row, row4col)
 
     # Only the problems that the greedy start left unsolved, most unassigned rows first,
     # `slots` of them at a time: a round's loop runs until its slowest problem is done, and
@@ -181,7 +204,8 @@ def _solve_on_cpu(
         picked = jnp.where(pos < pending, lax.dynamic_slice(order, (r * slots,), (slots,)), b)
         safe = jnp.minimum(picked, b - 1)
         active = row_active[safe] & (picked < b)[:, None]
-        c4r, r4c = _augment(cost, safe, active, big[safe], col4row[safe], row4col[safe], n_pairs)
+        big_s = None if big is None else big[safe]
+        c4r, r4c = _augment(cost, safe, active, big_s, col4row[safe], row4col[safe])
         col4row = col4row.at[picked].set(c4r, mode="drop")
         row4col = row4col.at[picked].set(r4c, mode="drop")
         return col4row, row4col
@@ -199,10 +223,9 @@ def _augment(
     cost: jax.Array,
     problems: jax.Array,
     row_active: jax.Array,
-    big: jax.Array,
+    big: jax.Array | None,
     col4row: jax.Array,
     row4col: jax.Array,
-    n_pairs: int | None,
 ) -> tuple[jax.Array, jax.Array]:
     """Completes a partial assignment whose assigned rows sit at their row minimum.
 
@@ -210,10 +233,10 @@ def _augment(
       cost: ``[B, M, N]`` all problems' costs.
       problems: ``[S]`` int32, the problem of ``cost`` each slot works on.
       row_active: ``[S, N]`` bool rows to assign.
-      big: ``[S]`` stand-in for non-finite costs (used when ``n_pairs`` is given).
+      big: ``[S]`` stand-in for NaN and +-inf costs, replaced where a row is read; None
+        when ``cost`` is finite (but for forbidden ``+inf``).
       col4row: ``[S, N]`` int32 column of each assigned row, -1 where unassigned.
       row4col: ``[S, M]`` int32 row of each assigned column, -1 where free.
-      n_pairs: as in :func:`_solve_rows`.
 
     Returns:
       The completed ``(col4row, row4col)``.
@@ -226,8 +249,8 @@ def _augment(
     iota_n = jnp.arange(n, dtype=jnp.int32)
     slot = jnp.arange(s_count, dtype=jnp.int32)
 
-    def clean(x: jax.Array, big: jax.Array) -> jax.Array:
-        return x if n_pairs is None else jnp.where(jnp.isfinite(x), x, big)
+    def clean(x: jax.Array, big: jax.Array | None) -> jax.Array:
+        return x if big is None else jnp.where(jnp.isfinite(x), x, big)
 
     def next_row(col4row: jax.Array) -> jax.Array:
         return jnp.min(jnp.where(row_active & (col4row < 0), iota_n, n), axis=-1)
@@ -250,7 +273,7 @@ def _augment(
     )
     # Inside shard_map the costs vary across devices, so every loop carry must too: tie the
     # constants above to the costs (adding an exact zero) so their types match the body's.
-    anchor = jnp.sum(cost[:, :0, :0])
+    anchor = _varying_zero(cost, cost.dtype)
     state = {
         k: x | (anchor != 0) if x.dtype == bool else x + anchor.astype(x.dtype)
         for k, x in state.items()
@@ -263,7 +286,7 @@ def _augment(
     def body(s: dict) -> dict:
         searching = s["phase"] == _SEARCH
         # One Dijkstra step from row i.
-        row = clean(cost[problems, :, s["i"]], big[:, None])
+        row = clean(cost[problems, :, s["i"]], None if big is None else big[:, None])
         reduced = s["min_val"][:, None] + row - s["ui"][:, None] - s["v"]
         better = searching[:, None] & ~s["scanned"] & (reduced < s["spc"])
         spc = jnp.where(better, reduced, s["spc"])
@@ -340,7 +363,8 @@ def _cheapest_columns(
       n_pairs: as in :func:`_solve_rows`; None when ``cost`` is already clean.
 
     Returns:
-      ``(best [B, N] int32, big [B])``: ``big`` is 0 when no replacement is needed.
+      ``(best [B, N] int32, big [B] or None)``: ``big`` is None without ``n_pairs``, and 0
+      when no entry needs replacing.
     """
     b, m, n = cost.shape
 
@@ -353,30 +377,17 @@ def _cheapest_columns(
         return jnp.where(better, x, low), jnp.where(better, j, arg), worst
 
     first = cost[:, 0, :]
-    zero = jnp.sum(cost[:, :0, :0]).astype(jnp.int32)  # an exact 0 that varies like cost
-    init = (first, jnp.zeros((b, n), jnp.int32) + zero, first * 0)
+    init = (first, jnp.zeros((b, n), jnp.int32) + _varying_zero(cost, jnp.int32), first * 0)
     _, best, worst = lax.fori_loop(1, m, step, init, unroll=min(8, max(m - 1, 1)))
-    big = jnp.zeros((b,), cost.dtype) + zero.astype(cost.dtype)
     if n_pairs is None:
-        return best, big
+        return best, None
 
     def recompute(cost: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _cheapest_columns_by_reduction(cost, row_active, n_pairs)
+        clean, big = _cleaned(cost, row_active, n_pairs)
+        return _first_min_columns(clean), big
+
+    def keep(cost: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return best, jnp.zeros((b,), cost.dtype) + _varying_zero(cost, cost.dtype)
 
     dirty = jnp.any(row_active & ~jnp.isfinite(worst))
-    return lax.cond(dirty, recompute, lambda _: (best, big), cost)
-
-
-def _cheapest_columns_by_reduction(
-    cost: jax.Array, row_active: jax.Array, n_pairs: int | None
-) -> tuple[jax.Array, jax.Array]:
-    """:func:`_cheapest_columns` by two reductions over the middle axis (fast on GPUs)."""
-    b, m, _ = cost.shape
-    if n_pairs is None:
-        big = jnp.zeros((b,), cost.dtype) + jnp.sum(cost[:, :0, :0])
-    else:
-        big = replacement_cost(cost, row_active, n_pairs)
-        cost = jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
-    at_min = cost == jnp.min(cost, axis=1, keepdims=True)
-    iota = jnp.arange(m, dtype=jnp.int32)[:, None]
-    return jnp.min(jnp.where(at_min, iota, m), axis=1), big
+    return lax.cond(dirty, recompute, keep, cost)
