@@ -26,7 +26,8 @@ from jaxvision._src.boxes import checks, nms_kernel, terms
 from jaxvision._src.export import export
 
 _BLOCK = 256
-# Whether CUDA devices use the bitmask scan of :mod:`nms_kernel` (read at trace time).
+# Whether CUDA devices use the bitmask scan of :mod:`nms_kernel` (read at each call and
+# passed to the compiled function as a static argument, so a change takes effect).
 GPU_KERNEL = True
 
 
@@ -186,12 +187,20 @@ def _nms(
     max_output = _check_max_output(max_output, n)
     if n == 0 or max_output == 0:
         return jnp.full(max_output, -1, jnp.int32), jnp.int32(0)
-    return _nms_compiled(boxes, scores, labels, threshold, max_output=max_output, fmt=fmt)
+    return _nms_compiled(
+        boxes, scores, labels, threshold, max_output=max_output, fmt=fmt, gpu_kernel=GPU_KERNEL
+    )
 
 
-@functools.partial(jax.jit, static_argnames=("max_output", "fmt"))
+@functools.partial(jax.jit, static_argnames=("max_output", "fmt", "gpu_kernel"))
 def _nms_compiled(
-    boxes: Array, scores: Array, labels: Array | None, threshold: Array, max_output: int, fmt: str
+    boxes: Array,
+    scores: Array,
+    labels: Array | None,
+    threshold: Array,
+    max_output: int,
+    fmt: str,
+    gpu_kernel: bool,
 ) -> tuple[Array, Array]:
     # One compiled computation, so that eager calls do not dispatch op by op.
     order = _score_order(scores.astype(checks.compute_dtype(scores)))
@@ -208,7 +217,7 @@ def _nms_compiled(
     def bitmask(rows: Array) -> tuple[Array, Array]:
         return nms_kernel.greedy_bitmask(rows, sorted_labels, threshold, max_output, _overlaps)
 
-    if GPU_KERNEL and rows.shape[0] <= nms_kernel.MAX_BOXES:
+    if gpu_kernel and rows.shape[0] <= nms_kernel.MAX_BOXES:
         # On CUDA GPUs a bitmask and one scan kernel; elsewhere the blocked loop.
         kept_pos, count = jax.lax.platform_dependent(rows, cuda=bitmask, default=blocked)
     else:
