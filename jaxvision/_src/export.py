@@ -28,14 +28,18 @@ T = TypeVar("T")
 # Public namespaces and the one-line description that heads each generated module.
 NAMESPACES: dict[str, str] = {
     "boxes": "Box formats, areas, the pairwise IoU family and jit-compatible NMS.",
-    "losses": "Aligned bounding-box regression losses (IoU, GIoU, DIoU, CIoU, EIoU, SIoU).",
-    "metrics": "Segmentation metrics from exact, mergeable confusion matrices.",
+    "keypoints": "Keypoint heatmaps, soft-argmax and SimCC codecs, flips and crop transforms.",
+    "geometry": "Image-space transforms: affine warps and similarity estimation.",
+    "face": "Face alignment templates and the detect-align-embed pipeline pieces.",
+    "losses": "Training losses: IoU-family box losses, keypoint losses, margin softmax.",
+    "metrics": "Segmentation, keypoint, verification and COCO metrics.",
     "matching": "Exact and greedy bipartite matching for set prediction, inside jit.",
     "ops": "Array operations used by vision models (pooling, soft-argmax, ...).",
     "nn": "Flax NNX modules, each a thin wrapper over a pure function.",
-    "models": "Complete models (DETR) with presets and weight import.",
+    "models": "Complete models (DETR, pose, face) with presets and weight import.",
     "parallel": "Data parallelism on shard_map, collectives, launch and checkpoints.",
     "data": "Datasets, COCO-format I/O and input pipelines.",
+    "train": "The training harness: configs, timers, metrics writer, guards, evaluation loop.",
 }
 
 
