@@ -49,6 +49,23 @@ def corners(boxes: Array, fmt: str) -> Corners:
     return Corners(*to_xyxy(boxes, fmt))
 
 
+def overflow_scale(*boxes: Array) -> Array:
+    """A power of two ``2^-k`` (``k >= 0``) that brings every finite coordinate below 2^60.
+
+    Products of coordinates overflow float32 from about 1.8e19; the IoU family is
+    scale-free, so multiplying the boxes by this factor (exact: a power of two) keeps
+    areas finite without changing any value computed below 2^60. It is 1 for ordinary
+    input and carries no gradient.
+    """
+    big = jnp.zeros((), jnp.float32)
+    for b in boxes:
+        finite = jnp.where(jnp.isfinite(b), jnp.abs(b), 0)
+        big = jnp.maximum(big, jnp.max(finite, initial=0).astype(jnp.float32))
+    _, exponent = jnp.frexp(jax.lax.stop_gradient(big))
+    k = jnp.maximum(exponent - 60, 0)
+    return jnp.ldexp(jnp.ones((), boxes[0].dtype), -k)
+
+
 def safe_div(num: Array, den: Array) -> Array:
     """``num / den``, and 0 where ``den == 0``, with finite gradients everywhere.
 
