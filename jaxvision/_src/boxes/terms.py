@@ -75,6 +75,18 @@ def safe_div(num: Array, den: Array) -> Array:
     return jnp.where(zero, 0, num / jnp.where(zero, 1, den))
 
 
+def ratio(num: Array, den: Array, eps: float) -> Array:
+    """``num / (den + eps)`` for ``0 <= num <= den``; 0 with gradient 0 where ``den == 0``.
+
+    Where ``den`` is exactly 0 (the union of two empty boxes, the enclosing box of two
+    coinciding zero-width boxes) ``num`` is 0 too and the ratio stays 0 whichever single
+    coordinate moves, so its gradient is 0; ``num / eps`` would give ``1 / eps`` (5e6 for
+    1e-7, infinite once cast to float16).
+    """
+    empty = den == 0
+    return jnp.where(empty, 0, safe_div(num, jnp.where(empty, 1, den) + eps))
+
+
 def safe_pow(x: Array, power: float) -> Array:
     """``max(x, 0) ** power`` with value and gradient 0 at 0, even for ``power < 1``.
 
@@ -113,7 +125,7 @@ def centre_offset(a: Corners, b: Corners) -> tuple[Array, Array]:
 def iou(a: Corners, b: Corners, eps: float) -> Array:
     """``I / (U + eps)``; 0 where ``U + eps == 0`` (two empty boxes)."""
     inter, union = intersection_union(a, b)
-    return safe_div(inter, union + eps)
+    return ratio(inter, union, eps)
 
 
 def giou_penalty(a: Corners, b: Corners, eps: float) -> Array:
@@ -121,7 +133,7 @@ def giou_penalty(a: Corners, b: Corners, eps: float) -> Array:
     _, union = intersection_union(a, b)
     cw, ch = enclosing_wh(a, b)
     area_c = cw * ch
-    return safe_div(area_c - union, area_c + eps)
+    return ratio(area_c - union, area_c, eps)
 
 
 def diou_penalty(a: Corners, b: Corners, eps: float) -> Array:
