@@ -184,7 +184,7 @@ def _die_with_launcher() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    else:
+    elif launcher:
 
         def watch() -> None:
             while os.getppid() == launcher:
