@@ -54,7 +54,7 @@ def main() -> None:
     pred = rng.integers(0, C, size=SHAPE, dtype=np.uint8)
 
     t_dev, p_dev = jax.device_put(target), jax.device_put(pred)
-    ours_fn = jax.jit(lambda t, p: metrics.confusion_matrix(t, p, C, ignore_index=IGNORE))
+    ours_fn = jax.jit(lambda t, p: metrics.confusion_from_labels(p, t, C, ignore_index=IGNORE))
     ours = np.asarray(ours_fn(t_dev, p_dev))[:, :C]
 
     def numpy_full() -> np.ndarray:

@@ -137,3 +137,20 @@ def ciou_alpha(v: Array, iou_value: Array, eps: float) -> Array:
     denominator is 0 (identical boxes with ``eps=0``).
     """
     return jax.lax.stop_gradient(safe_div(v, (1 - iou_value) + v + eps))
+
+
+def nms_overlaps(a: Array, b: Array, threshold: Array, la: Array | None, lb: Array | None) -> Array:
+    """``IoU(a_i, b_j) > threshold`` for rows ``a: [P, 5]`` and ``b: [Q, 5]`` -> ``[P, Q]``.
+
+    A row is ``(x1, y1, x2, y2, area)``. ``I / U > t`` is evaluated without a division as
+    ``I * (1 + t) > t * (A_a + A_b)``, which is exact up to rounding and false for two
+    empty boxes; NaN coordinates compare false (never suppress, never suppressed). With
+    labels ``la: [P]``, ``lb: [Q]``, boxes of different labels never overlap.
+    """
+    a, b = a[:, None, :], b[None, :, :]
+    iw = jnp.maximum(jnp.minimum(a[..., 2], b[..., 2]) - jnp.maximum(a[..., 0], b[..., 0]), 0)
+    ih = jnp.maximum(jnp.minimum(a[..., 3], b[..., 3]) - jnp.maximum(a[..., 1], b[..., 1]), 0)
+    hit = iw * ih * (1 + threshold) > threshold * (a[..., 4] + b[..., 4])
+    if la is not None and lb is not None:
+        hit &= la[:, None] == lb[None, :]
+    return hit

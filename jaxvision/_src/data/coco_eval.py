@@ -92,7 +92,7 @@ def detections_to_coco(
     return records
 
 
-@export("data.coco_evaluate")
+@export("metrics.coco_evaluate", deprecated=("data.coco_evaluate",))
 def coco_evaluate(
     ground_truth: CocoDetection | dict[str, Any] | str | Path,
     detections: list[dict[str, Any]],

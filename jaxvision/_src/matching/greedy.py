@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.matching.costs import check_costs_and_mask, finite_costs, working_dtype
@@ -12,7 +13,7 @@ from jaxvision._src.matching.costs import check_costs_and_mask, finite_costs, wo
 
 @export("matching.greedy_match")
 @jax.jit
-def greedy_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def greedy_match(costs: ArrayLike, target_mask: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Greedy matching of queries to padded targets: NOT exact, a baseline for comparisons.
 
     Repeatedly takes the cheapest remaining (query, real target) pair of each image and

@@ -21,8 +21,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from jaxvision._src.export import export
+from jaxvision._src.export import export, export_deprecated
 from jaxvision._src.metrics.histogram import histogram
 
 # The bin index t * (C + 1) + p must fit in int32.
@@ -51,12 +52,12 @@ def check_ignore_index(ignore_index: int | None) -> int | None:
     return int(ignore_index)
 
 
-def _check_labels(name: str, labels: jax.Array) -> jax.Array:
+def _check_labels(name: str, labels: ArrayLike) -> jax.Array:
     labels = jnp.asarray(labels)
     if labels.dtype == jnp.bool_:
         return labels.astype(jnp.int32)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-        hint = " (for scores use confusion_matrix_from_logits)" if name == "pred" else ""
+        hint = " (for scores use confusion_from_logits)" if name == "pred" else ""
         raise TypeError(f"{name} must hold integer class labels, got dtype {labels.dtype}{hint}")
     return labels
 
@@ -76,10 +77,10 @@ def _bin_indices(
     return jnp.where(keep, t * (c + 1) + p, c * (c + 1))
 
 
-@export("metrics.confusion_matrix")
-def confusion_matrix(
-    target: jax.Array,
-    pred: jax.Array,
+@export("metrics.confusion_from_labels")
+def confusion_from_labels(
+    pred: ArrayLike,
+    target: ArrayLike,
     num_classes: int,
     *,
     ignore_index: int | None = None,
@@ -90,17 +91,20 @@ def confusion_matrix(
     Pure and jit-able; labels may have any shape and any integer dtype (``uint8``
     included: the bin index is computed in int32, so ``C * t + p`` never wraps).
 
+    Prediction first, as every jaxvision metric and loss (and torchmetrics); the matrix
+    still has ground truth on its rows.
+
     Args:
-      target: ``[...]`` ground-truth labels, integer dtype. Pixels equal to
-        ``ignore_index`` or outside ``[0, num_classes)`` are dropped.
-      pred: ``[...]`` predicted labels, same shape. A prediction outside
+      pred: ``[...]`` predicted labels, integer dtype. A prediction outside
         ``[0, num_classes)`` is a miss for the true class only (column ``C``).
+      target: ``[...]`` ground-truth labels, same shape. Pixels equal to
+        ``ignore_index`` or outside ``[0, num_classes)`` are dropped.
       num_classes: ``C``, a static int in ``[1, 46000]``.
       ignore_index: target label to drop, or ``None``. It may name a class in
         ``[0, C)`` (the mmseg behaviour: target pixels of that class are dropped while
         predictions of it still count as false positives); scores asked through
         :func:`segmentation_scores` or :class:`ConfusionState` refuse such a collision.
-      per_image: if true, axis 0 of ``target`` / ``pred`` indexes images and one matrix
+      per_image: if true, axis 0 of ``pred`` / ``target`` indexes images and one matrix
         per image is returned (for per-image averaging).
 
     Returns:
@@ -114,8 +118,12 @@ def confusion_matrix(
       TypeError: non-integer labels or a non-int ``num_classes`` / ``ignore_index``.
       ValueError: shapes differ, ``num_classes`` out of range, too many pixels.
 
-    Example:
-      >>> cm = confusion_matrix(jnp.array([0, 0, 1, 1]), jnp.array([0, 2, 1, 1]), 3)
+    Examples:
+      >>> cm = confusion_from_labels(jnp.array([0, 2, 1, 1]), jnp.array([0, 0, 1, 1]), 3)
+      >>> cm
+      Array([[1, 0, 1, 0],
+             [0, 2, 0, 0],
+             [0, 0, 0, 0]], dtype=int32)
       >>> mean_iou(cm)  # IoU [0.5, 1, 0]
       Array(0.5, dtype=float32)
     """
@@ -125,7 +133,7 @@ def confusion_matrix(
     pred = _check_labels("pred", pred)
     if target.shape != pred.shape:
         raise ValueError(
-            f"target and pred must have the same shape, got {target.shape} and {pred.shape}"
+            f"pred and target must have the same shape, got {pred.shape} and {target.shape}"
         )
     if target.size > MAX_PIXELS_PER_CALL:
         raise ValueError(
@@ -151,28 +159,49 @@ def _confusion(
     return counts.reshape(c, c + 1)
 
 
-@export("metrics.confusion_matrix_from_logits")
-def confusion_matrix_from_logits(
-    target: jax.Array,
-    logits: jax.Array,
+@export_deprecated("metrics.confusion_matrix", replacement="metrics.confusion_from_labels")
+def confusion_matrix(
+    target: ArrayLike,
+    pred: ArrayLike,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+) -> jax.Array:
+    """Deprecated: ``confusion_from_labels(pred, target, ...)``, the arguments swapped."""
+    return confusion_from_labels(
+        pred, target, num_classes, ignore_index=ignore_index, per_image=per_image
+    )
+
+
+@export("metrics.confusion_from_logits")
+def confusion_from_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
     *,
     axis: int = -1,
     ignore_index: int | None = None,
     per_image: bool = False,
 ) -> jax.Array:
-    """Confusion matrix of ``target`` against ``argmax(logits, axis)``.
+    """Confusion matrix of ``argmax(logits, axis)`` against ``target``.
 
     Args:
-      target: ``[...]`` integer labels (the logits' shape without the class axis).
       logits: scores with a class axis of size ``C`` at ``axis``: ``[N, H, W, C]``
         with the default ``axis=-1`` (JAX layout), ``[N, C, H, W]`` with ``axis=1``
         (PyTorch layout). Ties go to the lowest class, as ``jnp.argmax``.
+      target: ``[...]`` integer labels (the logits' shape without the class axis).
       axis: the class axis of ``logits``.
-      ignore_index: as in :func:`confusion_matrix`.
-      per_image: as in :func:`confusion_matrix`.
+      ignore_index: as in :func:`confusion_from_labels`.
+      per_image: as in :func:`confusion_from_labels`.
 
     Returns:
       ``[C, C + 1]`` int32 counts (``[N, C, C + 1]`` with ``per_image``).
+
+    Examples:
+      >>> logits = jnp.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+      >>> confusion_from_logits(logits, jnp.array([0, 1, 1]))
+      Array([[1, 0, 0],
+             [1, 1, 0]], dtype=int32)
     """
     logits = jnp.asarray(logits)
     if logits.ndim < 1:
@@ -183,6 +212,23 @@ def confusion_matrix_from_logits(
         raise TypeError(f"logits must be floating point, got dtype {logits.dtype}")
     num_classes = logits.shape[axis]
     pred = jnp.argmax(logits, axis=axis).astype(jnp.int32)
-    return confusion_matrix(
-        target, pred, num_classes, ignore_index=ignore_index, per_image=per_image
+    return confusion_from_labels(
+        pred, target, num_classes, ignore_index=ignore_index, per_image=per_image
+    )
+
+
+@export_deprecated(
+    "metrics.confusion_matrix_from_logits", replacement="metrics.confusion_from_logits"
+)
+def confusion_matrix_from_logits(
+    target: ArrayLike,
+    logits: ArrayLike,
+    *,
+    axis: int = -1,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+) -> jax.Array:
+    """Deprecated: ``confusion_from_logits(logits, target, ...)``, the arguments swapped."""
+    return confusion_from_logits(
+        logits, target, axis=axis, ignore_index=ignore_index, per_image=per_image
     )

@@ -19,19 +19,19 @@ Batches are static-shaped: targets are padded to ``T`` slots with a boolean ``ma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from jaxvision import boxes as _boxes
-from jaxvision import losses as _losses
-from jaxvision import matching as _matching
+from jaxvision._src.boxes.iou import box_giou
 from jaxvision._src.export import export
-
-Matcher = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+from jaxvision._src.losses.iou_losses import giou_loss
+from jaxvision._src.matching.hungarian import hungarian_match
+from jaxvision._src.matching.matcher import Matcher
 
 
 def _check_array(x: Any, name: str, ndim: int, last: int | None = None) -> jax.Array:
@@ -96,12 +96,12 @@ def _check_targets(targets: Any, num_classes: int) -> tuple[jax.Array, jax.Array
     return labels, boxes, mask
 
 
-@export("models.detr_matching_cost")
-def detr_matching_cost(
-    logits: jax.Array,
-    pred_boxes: jax.Array,
-    labels: jax.Array,
-    target_boxes: jax.Array,
+@export("models.detr_matching_costs", deprecated=("models.detr_matching_cost",))
+def detr_matching_costs(
+    logits: ArrayLike,
+    pred_boxes: ArrayLike,
+    labels: ArrayLike,
+    target_boxes: ArrayLike,
     *,
     cost_class: float = 1.0,
     cost_bbox: float = 5.0,
@@ -135,7 +135,7 @@ def detr_matching_cost(
     pb = pred_boxes.astype(jnp.float32)
     tb = target_boxes.astype(jnp.float32)
     bbox_cost = jnp.abs(pb[..., :, None, :] - tb[..., None, :, :]).sum(-1)
-    giou = _boxes.generalized_box_iou(pb, tb, fmt="cxcywh")
+    giou = box_giou(pb, tb, fmt="cxcywh")
     return cost_class * class_cost + cost_bbox * bbox_cost - cost_giou * giou
 
 
@@ -173,7 +173,7 @@ def _layer_terms(
     l1 = jnp.where(matched, jnp.abs(src - tgt).sum(-1), 0.0)
     giou = jnp.where(
         matched,
-        _losses.giou_loss(src, tgt, fmt="cxcywh", reduction="none", eps=0.0),
+        giou_loss(src, tgt, fmt="cxcywh", reduction="none", eps=0.0),
         0.0,
     )
 
@@ -213,7 +213,7 @@ def detr_loss(
     """The DETR set criterion (Carion et al., ECCV 2020): matching, then CE + L1 + GIoU.
 
     Each decoder layer (the final one and, with ``aux_loss``, every auxiliary one) is
-    matched to the targets on its own with ``detr_matching_cost`` and ``matcher``; all
+    matched to the targets on its own with ``detr_matching_costs`` and ``matcher``; all
     layers are matched in one call of ``jax.vmap(matcher)``. The loss of one layer is
     ``class_weight * CE + bbox_weight * L1 + giou_weight * (1 - GIoU)``:
 
@@ -278,14 +278,14 @@ def detr_loss(
                 _check_prediction(layer, f"outputs['aux'][{i}]", num_classes, batch, queries)
             )
     layers.append((logits, pred_boxes))
-    matcher = _matching.hungarian_match if matcher is None else matcher
+    matcher = hungarian_match if matcher is None else matcher
 
     all_logits = jnp.stack([lg.astype(jnp.float32) for lg, _ in layers])  # [L, B, Q, C+1]
     all_boxes = jnp.stack([bx.astype(jnp.float32) for _, bx in layers])  # [L, B, Q, 4]
     num_layers = all_logits.shape[0]
     labels = jnp.where(mask, labels, 0)
 
-    costs = detr_matching_cost(
+    costs = detr_matching_costs(
         all_logits,
         all_boxes,
         jnp.broadcast_to(labels, (num_layers, *labels.shape)),

@@ -8,8 +8,7 @@ replicated. ``pmap_step`` builds the same step on ``jax.pmap`` for pmap-era code
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +21,29 @@ from jaxvision._src.export import export
 from jaxvision._src.parallel.mesh import _axis
 from jaxvision._src.parallel.state import TrainState
 
-LossFn = Callable[[Any, Any, Any, jax.Array, str], tuple[jax.Array, tuple[Any, dict]]]
-StepFn = Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]]
+
+@export("parallel.LossFn")
+class LossFn(Protocol):
+    """The loss a data-parallel step differentiates.
+
+    ``loss_fn(params, model_state, batch, rng, axis_name) -> (loss, (model_state, metrics))``:
+    ``batch`` is this device's shard, ``rng`` this device's key, ``axis_name`` the data axis
+    (for collectives such as DETR's box count); ``loss`` a scalar, ``metrics`` a dict of
+    scalars averaged over devices.
+    """
+
+    def __call__(
+        self, params: Any, model_state: Any, batch: Any, rng: jax.Array, axis_name: str, /
+    ) -> tuple[jax.Array, tuple[Any, dict]]: ...
+
+
+@export("parallel.StepFn")
+class StepFn(Protocol):
+    """A compiled train step: ``step(state, batch, rng) -> (state, metrics)``."""
+
+    def __call__(
+        self, state: TrainState, batch: Any, rng: jax.Array, /
+    ) -> tuple[TrainState, dict]: ...
 
 
 def _varying_axes(x: jax.Array) -> frozenset:
