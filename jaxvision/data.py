@@ -2,16 +2,16 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.data: Datasets, COCO-format I/O and input pipelines."""
 
-from jaxvision._src.data.coco import CocoDetection as CocoDetection
-from jaxvision._src.data.coco import CocoFormatError as CocoFormatError
 from jaxvision._src.data.coco import bucket_size as bucket_size
 from jaxvision._src.data.coco import coco_batches as coco_batches
 from jaxvision._src.data.coco import detection_targets as detection_targets
 from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.datasets import CocoDetection as CocoDetection
+from jaxvision._src.data.datasets import CocoFormatError as CocoFormatError
+from jaxvision._src.data.datasets import DetectionDataset as DetectionDataset
 from jaxvision._src.data.pipeline import Loader as Loader
-from jaxvision._src.data.shapes import DetectionDataset as DetectionDataset
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
 
 __all__ = [

@@ -26,7 +26,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from jaxvision._src.boxes.terms import nms_overlaps
-from jaxvision._src.varying import output_like
+from jaxvision._src.jax_compat import output_like
 
 # Boxes the bitmask path takes: 32768 boxes make a 128 MiB mask (1024 words per row).
 MAX_BOXES = 1 << 15

@@ -8,7 +8,6 @@ targets are padded to a fixed count with a target mask.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -18,15 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jaxvision._src.data.shapes import DetectionDataset
+from jaxvision._src.data.datasets import CocoDetection, CocoFormatError, DetectionDataset
 from jaxvision._src.export import export
 
 _BOX_TOLERANCE = 1.0  # pixels a box may exceed its image (rounding in the annotation tools)
-
-
-@export("data.CocoFormatError")
-class CocoFormatError(ValueError):
-    """A COCO annotation file is malformed; the message names file, record and field."""
 
 
 @export("data.export_coco")
@@ -78,61 +72,6 @@ def export_coco(
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     return path
-
-
-@export("data.CocoDetection")
-@dataclasses.dataclass(frozen=True)
-class CocoDetection:
-    """A checked COCO detection dataset; images are read from disk when batched.
-
-    Attributes:
-      annotation_file: the JSON it was read from.
-      image_dir: the folder holding the image files.
-      coco: the parsed annotation JSON (the ground truth for ``coco_evaluate``).
-      image_ids: ``[N]`` COCO image ids, in file order.
-      file_names: ``N`` image file names relative to ``image_dir``.
-      sizes: ``[N, 2]`` int ``(height, width)`` of each image.
-      boxes: ``N`` arrays ``[T_i, 4]`` float32 ``xyxy`` in pixels (crowd regions excluded).
-      labels: ``N`` arrays ``[T_i]`` int32 contiguous labels ``0..C-1``.
-      category_ids: ``[C]`` the COCO category id of each contiguous label.
-      class_names: the ``C`` category names.
-    """
-
-    annotation_file: Path
-    image_dir: Path
-    coco: dict[str, Any]
-    image_ids: np.ndarray
-    file_names: tuple[str, ...]
-    sizes: np.ndarray
-    boxes: tuple[np.ndarray, ...]
-    labels: tuple[np.ndarray, ...]
-    category_ids: np.ndarray
-    class_names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.image_ids.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def read_image(self, index: int) -> np.ndarray:
-        """Image ``index`` as ``[H, W, 3]`` uint8 RGB; its size must match the record."""
-        path = self.image_dir / self.file_names[index]
-        if not path.is_file():
-            raise CocoFormatError(
-                f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
-                f"field 'file_name': no such file {path}"
-            )
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
-        if image.shape[:2] != tuple(self.sizes[index]):
-            raise CocoFormatError(
-                f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
-                f"fields 'height'/'width' say {tuple(self.sizes[index])} but {path} is "
-                f"{image.shape[:2]}"
-            )
-        return image
 
 
 def _fail(file: Path, where: str, field: str, problem: str) -> CocoFormatError:

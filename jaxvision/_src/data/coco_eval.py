@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvision._src.data.coco import CocoDetection
+from jaxvision._src.data.datasets import CocoDetection
 from jaxvision._src.export import export
 
 COCO_METRIC_NAMES: tuple[str, ...] = (

@@ -9,46 +9,15 @@ and validation splits draw from independent streams of the same seed.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from jaxvision._src.data.datasets import DetectionDataset
 from jaxvision._src.export import export
 
 SHAPE_CLASSES: tuple[str, ...] = ("square", "circle", "triangle")
 _SPLITS = {"train": 0, "val": 1}
 _PLACEMENT_TRIES = 12
 _CHUNK = 256  # images generated at once; bounds memory, fixed for determinism
-
-
-@export("data.DetectionDataset")
-@dataclasses.dataclass(frozen=True)
-class DetectionDataset:
-    """Images with padded box targets, all in host memory.
-
-    Attributes:
-      images: ``[N, H, W, 3]`` uint8 RGB.
-      boxes: ``[N, T, 4]`` float32 ``xyxy`` in pixels (x to the right, y down); padding rows
-        are zero.
-      labels: ``[N, T]`` int32 contiguous class indices ``0..C-1``; padding is ``-1``.
-      mask: ``[N, T]`` bool, True for real objects.
-      class_names: the ``C`` class names, index ``i`` names label ``i``.
-      image_ids: ``[N]`` int64 ids (COCO ``image_id``), starting at 1.
-    """
-
-    images: np.ndarray
-    boxes: np.ndarray
-    labels: np.ndarray
-    mask: np.ndarray
-    class_names: tuple[str, ...]
-    image_ids: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 def _check_positive_int(name: str, value: object) -> int:

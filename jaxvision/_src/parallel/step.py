@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvision._src.export import export
+from jaxvision._src.jax_compat import varying_axes
 from jaxvision._src.parallel.mesh import _axis
 from jaxvision._src.parallel.state import TrainState
 
@@ -46,23 +47,16 @@ class StepFn(Protocol):
     ) -> tuple[TrainState, dict]: ...
 
 
-def _varying_axes(x: jax.Array) -> frozenset:
-    """The mesh axes along which ``x`` differs between devices (its vma)."""
-    aval = jax.typeof(x)
-    mat = getattr(aval, "mat", None)
-    return frozenset(mat.varying if mat is not None else getattr(aval, "vma", ()))
-
-
 def _varying(x: jax.Array, axis_name: str) -> jax.Array:
     """Marks a replicated value as per-device, so its gradient is not summed implicitly."""
-    if axis_name in _varying_axes(x):
+    if axis_name in varying_axes(x):
         return x
     return lax.pcast(x, axis_name, to="varying")
 
 
 def _reduce(x: jax.Array, axis_name: str) -> jax.Array:
     """Makes a per-device value replicated: float mean, integer sum (counts)."""
-    if axis_name not in _varying_axes(x):
+    if axis_name not in varying_axes(x):
         return x
     if jnp.issubdtype(x.dtype, jnp.inexact):
         return lax.pmean(x, axis_name)
