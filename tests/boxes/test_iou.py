@@ -23,7 +23,7 @@ def all_four(b1, b2, fmt="xyxy", eps=0.0):
     return {n: FUNCS[n](b1, b2, fmt=fmt, eps=eps) for n in NAMES}
 
 
-# (box a, box b, IoU, GIoU, DIoU, CIoU), worked out by hand (ANCHORS.md section 1).
+# (box a, box b, IoU, GIoU, DIoU, CIoU), worked out by hand.
 HAND = [
     ([0, 0, 10, 10], [0, 0, 10, 10], 1, 1, 1, 1),
     ([0, 0, 1, 1], [2, 0, 3, 1], 0, -1 / 3, -0.4, -0.4),

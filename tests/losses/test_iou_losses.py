@@ -39,7 +39,7 @@ def all_losses(pred, target, fmt="xyxy", reduction="none", eps=1e-7, power=1.0, 
 
 
 def test_hand_checked_values():
-    # CIoU of these pairs is 1, -0.4, 0.2370817 and -0.17005 (ANCHORS.md section 1).
+    # CIoU of these pairs is 1, -0.4, 0.2370817 and -0.17005.
     pred = jnp.array([[0, 0, 10, 10], [0, 0, 1, 1], [0, 0, 2, 1], [200, 599, 300, 599]], float)
     target = jnp.array([[0, 0, 10, 10], [2, 0, 3, 1], [0, 0, 1, 2], [200, 500, 300, 600]], float)
     values = all_losses(pred, target, eps=0.0)

@@ -56,6 +56,10 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> Array:
     Examples:
       >>> box_convert(jnp.array([10.0, 20.0, 4.0, 6.0]), "cxcywh", "xyxy")
       Array([ 8., 17., 12., 23.], dtype=float32)
+
+    Examples:
+      >>> box_convert(jnp.array([[2.0, 1, 4, 2]]), "cxcywh", "xyxy")
+      Array([[0., 0., 4., 2.]], dtype=float32)
     """
     in_fmt = checks.check_fmt(in_fmt, "in_fmt")
     out_fmt = checks.check_fmt(out_fmt, "out_fmt")
@@ -84,6 +88,10 @@ def box_area(boxes: ArrayLike, *, fmt: str = "xyxy") -> Array:
 
     Raises:
       ValueError: ``fmt`` is unknown or the last dimension of ``boxes`` is not 4.
+
+    Examples:
+      >>> box_area(jnp.array([[0.0, 0, 4, 2], [1, 1, 1, 5]]))
+      Array([8., 0.], dtype=float32)
     """
     fmt = checks.check_fmt(fmt)
     boxes = checks.as_boxes(boxes, "boxes")

@@ -110,6 +110,10 @@ def box_giou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: fl
 
     Raises:
       ValueError, TypeError: as :func:`box_iou`.
+
+    Examples:
+      >>> box_giou(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 1, 3, 3], [3, 0, 4, 2]]))
+      Array([[-0.0794, -0.25      ]], dtype=float32)
     """
     return _pairwise(_giou, boxes1, boxes2, fmt, eps)
 
@@ -133,6 +137,10 @@ def box_diou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: fl
 
     Raises:
       ValueError, TypeError: as :func:`box_iou`.
+
+    Examples:
+      >>> box_diou(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 1, 3, 3]]))
+      Array([[0.0317]], dtype=float32)
     """
     return _pairwise(_diou, boxes1, boxes2, fmt, eps)
 
@@ -162,5 +170,9 @@ def box_ciou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: fl
 
     Raises:
       ValueError, TypeError: as :func:`box_iou`.
+
+    Examples:
+      >>> box_ciou(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[0.0, 0, 4, 2]]))
+      Array([[0.4468]], dtype=float32)
     """
     return _pairwise(_ciou, boxes1, boxes2, fmt, eps)

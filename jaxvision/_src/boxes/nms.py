@@ -260,6 +260,11 @@ def nms(
       ValueError: ``boxes`` is not ``[N, 4]``, ``scores`` is not ``[N]``, ``fmt`` is
         unknown, or ``max_output`` is negative.
       TypeError: ``iou_threshold`` is not a real scalar or ``max_output`` not an int.
+
+    Examples:
+      >>> b = jnp.array([[0.0, 0, 2, 2], [0, 0, 2, 2.2], [3, 3, 4, 4]])
+      >>> nms(b, jnp.array([0.9, 0.8, 0.7]), 0.5)
+      (Array([ 0,  2, -1], dtype=int32), Array(2, dtype=int32))
     """
     return _nms(boxes, scores, None, iou_threshold, max_output, fmt, method)
 
@@ -298,5 +303,10 @@ def batched_nms(
     Raises:
       ValueError, TypeError: as :func:`nms`, and for ``idxs`` of the wrong shape or a
         non-integer dtype.
+
+    Examples:
+      >>> b = jnp.array([[0.0, 0, 2, 2], [0, 0, 2, 2.2], [3, 3, 4, 4]])
+      >>> batched_nms(b, jnp.array([0.9, 0.8, 0.7]), jnp.array([0, 1, 0]), 0.5, max_output=2)
+      (Array([0, 1], dtype=int32), Array(2, dtype=int32))
     """
     return _nms(boxes, scores, idxs, iou_threshold, max_output, fmt, method)

@@ -33,6 +33,11 @@ def greedy_match(costs: ArrayLike, target_mask: ArrayLike) -> tuple[jax.Array, j
     Returns:
       ``(query_of_target, target_of_query)``: ``[B, T]`` and ``[B, Q]`` int32, -1 where
       unmatched.
+
+    Examples:
+      >>> costs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]])  # [B=1, Q=3, T=2]
+      >>> greedy_match(costs, jnp.array([[True, True]]))
+      (Array([[1, 0]], dtype=int32), Array([[ 1,  0, -1]], dtype=int32))
     """
     costs = jnp.asarray(costs)
     target_mask = jnp.asarray(target_mask)

@@ -50,6 +50,10 @@ def linear_sum_assignment(
 
     Reference: D. F. Crouse, "On implementing 2D rectangular assignment algorithms",
     IEEE TAES 52(4), 2016 (the algorithm scipy uses).
+
+    Examples:
+      >>> linear_sum_assignment(jnp.array([[4.0, 1, 3], [2, 0, 5], [3, 2, 2]]))
+      (Array([0, 1, 2], dtype=int32), Array([1, 0, 2], dtype=int32))
     """
     gpu_kernel = _check_method(method)
     cost = jnp.asarray(cost)
@@ -114,6 +118,11 @@ def hungarian_match(
 
     Reference: N. Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020;
     D. F. Crouse, "On implementing 2D rectangular assignment algorithms", IEEE TAES 2016.
+
+    Examples:
+      >>> costs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]])  # [B=1, Q=3, T=2]
+      >>> hungarian_match(costs, jnp.array([[True, True]]))
+      (Array([[1, 0]], dtype=int32), Array([[ 1,  0, -1]], dtype=int32))
     """
     gpu_kernel = _check_method(method)
     costs = jnp.asarray(costs)

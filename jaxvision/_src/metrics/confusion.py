@@ -124,7 +124,8 @@ def confusion_from_labels(
       Array([[1, 0, 1, 0],
              [0, 2, 0, 0],
              [0, 0, 0, 0]], dtype=int32)
-      >>> mean_iou(cm)  # IoU [0.5, 1, 0]
+      >>> from jaxvision import metrics
+      >>> metrics.mean_iou(cm)  # IoU [0.5, 1, 0]
       Array(0.5, dtype=float32)
     """
     num_classes = check_num_classes(num_classes)

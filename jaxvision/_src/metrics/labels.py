@@ -23,6 +23,10 @@ def reduce_zero_label(labels: ArrayLike, *, ignore_index: int = 255) -> jax.Arra
 
     Returns:
       ``[...]`` labels of the same dtype.
+
+    Examples:
+      >>> reduce_zero_label(jnp.array([0, 1, 2, 255], jnp.uint8))
+      Array([255,   0,   1, 255], dtype=uint8)
     """
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):

@@ -77,6 +77,10 @@ def segmentation_scores(
 
     Raises:
       ValueError: unknown name, or ``ignore_index`` inside ``[0, C)``.
+
+    Examples:
+      >>> segmentation_scores(jnp.array([[3, 1], [0, 4]]), ["mean_iou", "class_iou"])
+      {'mean_iou': Array(0.775, dtype=float32), 'class_iou': Array([0.75, 0.8 ], dtype=float32)}
     """
     cm = scores.as_float_counts(cm)
     names = SCORE_NAMES if names is None else tuple(names)
@@ -124,8 +128,14 @@ def segmentation_report(
     Returns:
       The table as a string, ready to print.
 
-    Example:
-      >>> print(segmentation_report(state.counts(), ["road", "sidewalk", ...]))
+    Examples:
+      >>> print(segmentation_report(jnp.array([[3, 1], [0, 4]]), ["road", "sidewalk"]))
+      class       IoU     Acc   Dice    Prec  GT pixels  pred pixels
+      --------  -----  ------  -----  ------  ---------  -----------
+      road      75.00   75.00  85.71  100.00          4            3
+      sidewalk  80.00  100.00  88.89   80.00          4            5
+      <BLANKLINE>
+      aAcc 87.50  mAcc 87.50  mIoU 77.50  fwIoU 77.50  mDice 87.30
     """
     cm = np.asarray(jax.device_get(cm))
     if cm.ndim != 2:

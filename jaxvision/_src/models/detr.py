@@ -117,14 +117,8 @@ class DETR(nnx.Module):
       config: the ``DETRConfig``.
       rngs: parameter initialisation and dropout keys.
 
-    Examples:
-      >>> from jaxvision._src.models.detr_presets import detr_tiny
-      >>> model = detr_tiny(3, rngs=nnx.Rngs(0))
-      >>> out = model(jnp.zeros((1, 64, 64, 3)), jnp.ones((1, 64, 64), bool))
-      >>> out["logits"].shape, out["boxes"].shape
-      ((1, 10, 4), (1, 10, 4))
-      >>> model.train()  # dropout on, for training steps
-      >>> model.eval()
+    See docs/detr.md for a forward pass and a training step (a DETR takes tens of seconds
+    to build on a CPU, too long for a docstring example).
     """
 
     def __init__(self, config: DETRConfig, *, rngs: nnx.Rngs) -> None:

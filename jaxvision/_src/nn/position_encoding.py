@@ -21,6 +21,10 @@ class SinePositionEncoding(nnx.Module):
       num_pos_feats: channels per axis; output has ``2 * num_pos_feats``.
       temperature, normalize, scale: see ``ops.sine_position_encoding``.
       dtype: output dtype (``None``: float32).
+
+    Examples:
+      >>> SinePositionEncoding(4)(jnp.ones((1, 2, 3), bool)).shape
+      (1, 2, 3, 8)
     """
 
     def __init__(
@@ -59,6 +63,10 @@ class LearnedPositionEncoding(nnx.Module):
       max_size: largest feature-map height / width (50 in DETR).
       dtype: output dtype (``None``: float32; the tables stay float32).
       rngs: initialisation (uniform in [0, 1), as DETR).
+
+    Examples:
+      >>> LearnedPositionEncoding(4, max_size=5, rngs=nnx.Rngs(0))(jnp.ones((1, 2, 3), bool)).shape
+      (1, 2, 3, 8)
     """
 
     def __init__(

@@ -45,6 +45,14 @@ def multi_head_attention(
 
     Returns:
       ``[B, Lq, Dv]`` in the dtype of ``query``; softmax runs in float32.
+
+    Examples:
+      >>> q = jnp.ones((1, 2, 4))
+      >>> kv = jnp.arange(12.0).reshape(1, 3, 4)
+      >>> real = jnp.array([[True, True, False]])  # the third key is padding
+      >>> multi_head_attention(q, kv, kv, num_heads=2, key_padding_mask=real)
+      Array([[[3.9861, 4.9861, 5.9861, 6.9861],
+              [3.9861, 4.9861, 5.9861, 6.9861]]], dtype=float32)
     """
     query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
     if key_padding_mask is not None:

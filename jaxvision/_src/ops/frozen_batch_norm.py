@@ -36,6 +36,12 @@ def frozen_batch_norm(
 
     Returns:
       ``[..., C]`` in the dtype of ``x`` (statistics are combined in float32).
+
+    Examples:
+      >>> x = jnp.array([[1.0, 2.0]])
+      >>> mean, var = jnp.array([1.0, 0.0]), jnp.array([1.0, 4.0])
+      >>> frozen_batch_norm(x, jnp.ones(2), jnp.zeros(2), mean, var, epsilon=0.0)
+      Array([[0., 1.]], dtype=float32)
     """
     x, scale, bias, mean, var = (jnp.asarray(a) for a in (x, scale, bias, mean, var))
     c = x.shape[-1]

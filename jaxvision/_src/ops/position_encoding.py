@@ -37,6 +37,12 @@ def downsample_pixel_mask(pixel_mask: ArrayLike, size: tuple[int, int]) -> jax.A
 
     Returns:
       ``[B, h, w]`` bool.
+
+    Examples:
+      >>> mask = jnp.ones((1, 4, 6), bool).at[0, :, 3:].set(False)
+      >>> downsample_pixel_mask(mask, (2, 3))
+      Array([[[ True,  True, False],
+              [ True,  True, False]]], dtype=bool)
     """
     pixel_mask = _check_mask(pixel_mask)
     h, w = size
@@ -81,6 +87,10 @@ def sine_position_encoding(
 
     Returns:
       ``[B, H, W, 2 * num_pos_feats]`` encoding.
+
+    Examples:
+      >>> sine_position_encoding(jnp.ones((1, 2, 3), bool), 4).shape
+      (1, 2, 3, 8)
     """
     pixel_mask = _check_mask(pixel_mask)
     if num_pos_feats <= 0 or num_pos_feats % 2:
@@ -122,6 +132,11 @@ def learned_position_encoding(
 
     Returns:
       ``[B, H, W, 2 * F]`` encoding.
+
+    Examples:
+      >>> rows, cols = jnp.zeros((5, 4)), jnp.ones((5, 4))
+      >>> learned_position_encoding(jnp.ones((1, 2, 3), bool), rows, cols).shape
+      (1, 2, 3, 8)
     """
     pixel_mask = _check_mask(pixel_mask)
     row_table, col_table = jnp.asarray(row_table), jnp.asarray(col_table)
