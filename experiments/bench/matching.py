@@ -28,6 +28,7 @@ import optax
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
 from jaxvision import matching
+from jaxvision._src.boxes.formats import convert_host
 
 
 def detr_like_costs(rng: np.random.Generator, b: int, q: int, t: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def detr_like_costs(rng: np.random.Generator, b: int, q: int, t: int) -> np.ndar
         )
 
     def xyxy(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([x[..., :2] - x[..., 2:] / 2, x[..., :2] + x[..., 2:] / 2], -1)
+        return convert_host(x, "cxcywh", "xyxy")
 
     pred, tgt = boxes(q), boxes(t)
     l1 = np.abs(pred[:, :, None] - tgt[:, None]).sum(-1)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from jaxvision._src.boxes.formats import convert_host
 from jaxvision._src.data.datasets import CocoDetection, CocoFormatError, DetectionDataset
 from jaxvision._src.export import export
 
@@ -311,11 +312,8 @@ def _batch(
 
 def xyxy_pixels_to_cxcywh_unit(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
     """``[..., 4]`` ``xyxy`` pixel boxes to ``cxcywh`` normalised by the image size."""
-    boxes = np.asarray(boxes, np.float32)
-    x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
-    return np.stack(
-        [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height], -1
-    ).astype(np.float32)
+    cxcywh = convert_host(np.asarray(boxes, np.float32), "xyxy", "cxcywh")
+    return (cxcywh / np.array([width, height, width, height], np.float32)).astype(np.float32)
 
 
 @export("data.detection_targets")
