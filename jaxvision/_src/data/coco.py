@@ -117,6 +117,26 @@ def read_coco_detection(
     """
     file = Path(annotation_file)
     image_dir = Path(image_dir)
+    coco = _load_json(file)
+    categories, class_names = _read_categories(file, coco["categories"])
+    index_of, file_names, sizes = _read_images(file, coco["images"], image_dir, check_images)
+    boxes, labels = _read_annotations(file, coco["annotations"], categories, index_of, sizes)
+    return CocoDetection(
+        annotation_file=file,
+        image_dir=image_dir,
+        coco=coco,
+        image_ids=np.asarray(list(index_of), np.int64),
+        file_names=tuple(file_names),
+        sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
+        boxes=tuple(np.asarray(b, np.float32).reshape(-1, 4) for b in boxes),
+        labels=tuple(np.asarray(lab, np.int32) for lab in labels),
+        category_ids=np.asarray(list(categories), np.int64),
+        class_names=tuple(class_names),
+    )
+
+
+def _load_json(file: Path) -> dict[str, Any]:
+    """The parsed file, with the three top-level lists checked."""
     try:
         coco = json.loads(file.read_text())
     except json.JSONDecodeError as e:
@@ -126,10 +146,14 @@ def read_coco_detection(
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             raise CocoFormatError(f"{file}: top level: field {key!r}: missing or not a list")
+    return coco
 
+
+def _read_categories(file: Path, records: list) -> tuple[dict[int, int], list[str]]:
+    """``({category id: contiguous label}, class names)``."""
     categories: dict[int, int] = {}
     class_names = []
-    for i, cat in enumerate(coco["categories"]):
+    for i, cat in enumerate(records):
         where = f"categories[{i}]"
         cid = _field(file, where, cat, "id", (int,))
         name = _field(file, where, cat, "name", (str,))
@@ -139,10 +163,16 @@ def read_coco_detection(
         class_names.append(name)
     if not categories:
         raise CocoFormatError(f"{file}: top level: field 'categories': empty")
+    return categories, class_names
 
+
+def _read_images(
+    file: Path, records: list, image_dir: Path, check_images: bool
+) -> tuple[dict[int, int], list[str], list[tuple[int, int]]]:
+    """``({image id: index}, file names, (height, width) sizes)`` in file order."""
     index_of: dict[int, int] = {}
     file_names, sizes = [], []
-    for i, img in enumerate(coco["images"]):
+    for i, img in enumerate(records):
         where = f"images[{i}]"
         iid = _field(file, where, img, "id", (int,))
         where = f"images[{i}] (id={iid})"
@@ -158,11 +188,21 @@ def read_coco_detection(
         index_of[iid] = len(file_names)
         file_names.append(name)
         sizes.append((height, width))
+    return index_of, file_names, sizes
 
-    boxes: list[list[list[float]]] = [[] for _ in file_names]
-    labels: list[list[int]] = [[] for _ in file_names]
+
+def _read_annotations(
+    file: Path,
+    records: list,
+    categories: dict[int, int],
+    index_of: dict[int, int],
+    sizes: list[tuple[int, int]],
+) -> tuple[list[list[list[float]]], list[list[int]]]:
+    """Per image, the clipped ``xyxy`` boxes and labels of the non-crowd annotations."""
+    boxes: list[list[list[float]]] = [[] for _ in sizes]
+    labels: list[list[int]] = [[] for _ in sizes]
     seen: set[int] = set()
-    for i, ann in enumerate(coco["annotations"]):
+    for i, ann in enumerate(records):
         where = f"annotations[{i}]"
         aid = _field(file, where, ann, "id", (int,))
         where = f"annotations[{i}] (id={aid})"
@@ -175,42 +215,34 @@ def read_coco_detection(
         cid = _field(file, where, ann, "category_id", (int,))
         if cid not in categories:
             raise _fail(file, where, "category_id", f"no category with id {cid}")
-        bbox = _field(file, where, ann, "bbox", (list,))
-        if len(bbox) != 4 or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in bbox
-        ):
-            raise _fail(file, where, "bbox", f"expected 4 finite numbers [x, y, w, h], got {bbox}")
-        x, y, w, h = (float(v) for v in bbox)
-        if w <= 0 or h <= 0:
-            raise _fail(file, where, "bbox", f"width and height must be > 0, got {bbox}")
         k = index_of[iid]
-        height, width = sizes[k]
-        tol = _BOX_TOLERANCE
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            raise _fail(
-                file, where, "bbox", f"{bbox} lies outside its image of {width}x{height} pixels"
-            )
+        box = _checked_box(file, where, ann, *sizes[k])
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
             raise _fail(file, where, "iscrowd", f"expected 0 or 1, got {crowd!r}")
         if crowd:
             continue
-        boxes[k].append([max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)])
+        boxes[k].append(box)
         labels[k].append(categories[cid])
+    return boxes, labels
 
-    return CocoDetection(
-        annotation_file=file,
-        image_dir=image_dir,
-        coco=coco,
-        image_ids=np.asarray(list(index_of), np.int64),
-        file_names=tuple(file_names),
-        sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
-        boxes=tuple(np.asarray(b, np.float32).reshape(-1, 4) for b in boxes),
-        labels=tuple(np.asarray(lab, np.int32) for lab in labels),
-        category_ids=np.asarray(list(categories), np.int64),
-        class_names=tuple(class_names),
-    )
+
+def _checked_box(file: Path, where: str, ann: Any, height: int, width: int) -> list[float]:
+    """The annotation's ``[x, y, w, h]`` checked against its image, as clipped ``xyxy``."""
+    bbox = _field(file, where, ann, "bbox", (list,))
+    if len(bbox) != 4 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bbox
+    ):
+        raise _fail(file, where, "bbox", f"expected 4 finite numbers [x, y, w, h], got {bbox}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        raise _fail(file, where, "bbox", f"width and height must be > 0, got {bbox}")
+    tol = _BOX_TOLERANCE
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        raise _fail(
+            file, where, "bbox", f"{bbox} lies outside its image of {width}x{height} pixels"
+        )
+    return [max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)]
 
 
 @export("data.bucket_size")
