@@ -122,7 +122,7 @@ def main() -> None:
         f"confusion matrix {SHAPE} uint8, C={C}, ignore_index={IGNORE}; jax {jax.__version__} "
         f"on {jax.devices()[0].device_kind}; medians of {args.repeats}"
     )
-    print(f"{'jaxvision.metrics.confusion_matrix (jit)':56s} {ours_ms:9.3f} ms")
+    print(f"{'jaxvision.metrics.confusion_from_labels (jit)':56s} {ours_ms:9.3f} ms")
     for name, ms in rows:
         print(f"{name:56s} {ms:9.3f} ms   ratio {ms / ours_ms:6.2f}")
 
