@@ -139,3 +139,15 @@ def test_bad_input_names_the_argument():
         boxes.batched_nms(b, s, jnp.zeros(3), 0.5)
     with pytest.raises(ValueError, match="idxs"):
         boxes.batched_nms(b, s, jnp.zeros(2, jnp.int32), 0.5)
+
+
+def test_method_is_a_static_option_and_bad_values_name_it():
+    rng = np.random.default_rng(7)
+    b = np.sort(rng.uniform(0, 50, (30, 4)).reshape(30, 2, 2), axis=1).reshape(30, 4)
+    b = b[:, [0, 2, 1, 3]].astype(np.float32)
+    s = rng.uniform(size=30).astype(np.float32)
+    auto = boxes.nms(b, s, 0.3)
+    xla = jax.jit(lambda b, s: boxes.nms(b, s, 0.3, method="xla"))(b, s)
+    np.testing.assert_array_equal(np.asarray(auto[0]), np.asarray(xla[0]))
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        boxes.nms(b, s, 0.3, method="pallas")
