@@ -29,9 +29,9 @@ def iou_family_table() -> None:
     b = jnp.array([p[1] for p in PAIRS.values()], jnp.float32)
     funcs = [
         boxes.box_iou,
-        boxes.generalized_box_iou,
-        boxes.distance_box_iou,
-        boxes.complete_box_iou,
+        boxes.box_giou,
+        boxes.box_diou,
+        boxes.box_ciou,
     ]
     values = [np.diag(np.asarray(f(a, b))) for f in funcs]
     print(f"{'pair':<12} {'IoU':>8} {'GIoU':>8} {'DIoU':>8} {'CIoU':>8}")

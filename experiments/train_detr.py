@@ -274,7 +274,7 @@ def init_state(
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
     optimizer = make_optimizer(cfg, model)
     state = parallel.TrainState.create(params, optimizer, model_state=model_state)
-    return graphdef, parallel.replicate(state, mesh), optimizer
+    return graphdef, parallel.replicate_on_mesh(state, mesh), optimizer
 
 
 def load_config(workdir: Path) -> Config:
@@ -443,7 +443,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def loss_fn(params, model_state, batch, rng, axis_name):
         model = nnx.merge(graphdef, params, model_state, copy=True)
-        outputs = model(normalise(batch["images"]), batch["pixel_mask"], train=True)
+        model.train()
+        outputs = model(normalise(batch["images"]), batch["pixel_mask"])
         targets = {k: batch[k] for k in ("labels", "boxes", "mask")}
         loss, metrics = models.detr_loss(
             outputs,

@@ -5,10 +5,14 @@ Usage::
     python -m jaxvision.api            # print every public name with its signature
     python -m jaxvision.api --check    # exit 1 if a namespace module or golden file is stale
     python -m jaxvision.api --write    # regenerate jaxvision/<ns>.py and tests/api_golden/
+    python -m jaxvision.api --check --golden-dir DIR   # golden files somewhere else
 
 The public namespace modules (``jaxvision/boxes.py``, ...) are written by ``--write`` and
 never by hand; ``tests/api_golden/<ns>.txt`` lists every public name with its signature so
-that any change to the public API shows up in review.
+that any change to the public API shows up in review. The golden files belong to the
+source checkout: they are read and written only where the package sits beside the
+repository's ``pyproject.toml`` and ``tests/`` (or in ``--golden-dir``), never next to an
+installed copy.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from pathlib import Path
 from jaxvision._src import export as _export
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-GOLDEN_DIR = PACKAGE_DIR.parent / "tests" / "api_golden"
+
+
+def checkout_golden_dir() -> Path | None:
+    """``tests/api_golden`` of the source checkout holding this package, else ``None``."""
+    root = PACKAGE_DIR.parent
+    if (root / "pyproject.toml").is_file() and (root / "tests").is_dir():
+        return root / "tests" / "api_golden"
+    return None
 
 
 def load_registry() -> _export.Registry:
@@ -59,12 +70,23 @@ def _own_init_classes(cls: type) -> set[str]:
 
 def golden_text(registry: _export.Registry, namespace: str) -> str:
     """The golden listing of one namespace: a line per public name."""
+    current = {e.name: e.obj for e in registry.endpoints() if not e.deprecated}
     lines = []
     for e in registry.endpoints(namespace):
         kind = "class" if inspect.isclass(e.obj) else "def"
         line = f"{kind} jaxvision.{e.name}{_signature(e.obj)}"
         if e.deprecated:
-            line += f"  # deprecated alias of jaxvision.{e.replacement}"
+            if e.replacement not in current:
+                raise _export.ExportError(
+                    f"jaxvision.{e.name} is deprecated for jaxvision.{e.replacement}, "
+                    "which is not a registered public name"
+                )
+            same = current[e.replacement] is e.obj
+            line += (
+                f"  # deprecated alias of jaxvision.{e.replacement}"
+                if same
+                else f"  # deprecated (old signature); use jaxvision.{e.replacement}"
+            )
         lines.append(line)
     return "\n".join(lines) + "\n" if lines else ""
 
@@ -124,20 +146,28 @@ def namespace_source(registry: _export.Registry, namespace: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def expected_files(registry: _export.Registry) -> dict[Path, str]:
-    """Every generated file with the text it must hold."""
+def expected_files(registry: _export.Registry, golden_dir: Path | None = None) -> dict[Path, str]:
+    """Every generated file with the text it must hold.
+
+    Args:
+      registry: the export registry.
+      golden_dir: where the golden listings live; by default the source checkout's
+        ``tests/api_golden``, and none (namespace modules only) for an installed copy.
+    """
+    golden_dir = golden_dir if golden_dir is not None else checkout_golden_dir()
     files = {}
     for ns in _export.NAMESPACES:
         files[PACKAGE_DIR / f"{ns}.py"] = namespace_source(registry, ns)
-        files[GOLDEN_DIR / f"{ns}.txt"] = golden_text(registry, ns)
+        if golden_dir is not None:
+            files[golden_dir / f"{ns}.txt"] = golden_text(registry, ns)
     return files
 
 
-def stale_files(registry: _export.Registry) -> list[Path]:
+def stale_files(registry: _export.Registry, golden_dir: Path | None = None) -> list[Path]:
     """Generated files whose content differs from what the registry produces."""
     return [
         path
-        for path, text in expected_files(registry).items()
+        for path, text in expected_files(registry, golden_dir).items()
         if not path.exists() or path.read_text() != text
     ]
 
@@ -147,17 +177,23 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help="regenerate the generated files")
     group.add_argument("--check", action="store_true", help="exit 1 if any is stale")
+    parser.add_argument(
+        "--golden-dir",
+        type=Path,
+        default=None,
+        help="folder of the golden listings (default: tests/api_golden of the checkout)",
+    )
     args = parser.parse_args(argv)
     registry = load_registry()
     if args.write:
-        for path, text in expected_files(registry).items():
+        for path, text in expected_files(registry, args.golden_dir).items():
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
                 print(f"wrote {path}")
         return 0
     if args.check:
-        stale = stale_files(registry)
+        stale = stale_files(registry, args.golden_dir)
         for path in stale:
             print(f"stale: {path} (run `python -m jaxvision.api --write`)", file=sys.stderr)
         return 1 if stale else 0

@@ -4,10 +4,10 @@
 
 from jaxvision._src.boxes.formats import box_area as box_area
 from jaxvision._src.boxes.formats import box_convert as box_convert
+from jaxvision._src.boxes.iou import box_ciou as box_ciou
+from jaxvision._src.boxes.iou import box_diou as box_diou
+from jaxvision._src.boxes.iou import box_giou as box_giou
 from jaxvision._src.boxes.iou import box_iou as box_iou
-from jaxvision._src.boxes.iou import complete_box_iou as complete_box_iou
-from jaxvision._src.boxes.iou import distance_box_iou as distance_box_iou
-from jaxvision._src.boxes.iou import generalized_box_iou as generalized_box_iou
 from jaxvision._src.boxes.masks import masks_to_boxes as masks_to_boxes
 from jaxvision._src.boxes.nms import batched_nms as batched_nms
 from jaxvision._src.boxes.nms import nms as nms
@@ -15,11 +15,32 @@ from jaxvision._src.boxes.nms import nms as nms
 __all__ = [
     "batched_nms",
     "box_area",
+    "box_ciou",
     "box_convert",
+    "box_diou",
+    "box_giou",
     "box_iou",
-    "complete_box_iou",
-    "distance_box_iou",
-    "generalized_box_iou",
     "masks_to_boxes",
     "nms",
 ]
+
+_DEPRECATED = {
+    "complete_box_iou": ("jaxvision._src.boxes.iou", "box_ciou", "jaxvision.boxes.box_ciou"),
+    "distance_box_iou": ("jaxvision._src.boxes.iou", "box_diou", "jaxvision.boxes.box_diou"),
+    "generalized_box_iou": ("jaxvision._src.boxes.iou", "box_giou", "jaxvision.boxes.box_giou"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module, attr, replacement = _DEPRECATED[name]
+    warnings.warn(
+        f"{__name__}.{name} is deprecated; use {replacement}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attr)

@@ -2,17 +2,16 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.data: Datasets, COCO-format I/O and input pipelines."""
 
-from jaxvision._src.data.coco import CocoDetection as CocoDetection
-from jaxvision._src.data.coco import CocoFormatError as CocoFormatError
 from jaxvision._src.data.coco import bucket_size as bucket_size
 from jaxvision._src.data.coco import coco_batches as coco_batches
 from jaxvision._src.data.coco import detection_targets as detection_targets
 from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
-from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.datasets import CocoDetection as CocoDetection
+from jaxvision._src.data.datasets import CocoFormatError as CocoFormatError
+from jaxvision._src.data.datasets import DetectionDataset as DetectionDataset
 from jaxvision._src.data.pipeline import Loader as Loader
-from jaxvision._src.data.shapes import DetectionDataset as DetectionDataset
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
 
 __all__ = [
@@ -22,10 +21,28 @@ __all__ = [
     "Loader",
     "bucket_size",
     "coco_batches",
-    "coco_evaluate",
     "detection_targets",
     "detections_to_coco",
     "export_coco",
     "read_coco_detection",
     "shapes_dataset",
 ]
+
+_DEPRECATED = {
+    "coco_evaluate": ("jaxvision._src.data.coco_eval", "coco_evaluate", "jaxvision.metrics.coco_evaluate"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module, attr, replacement = _DEPRECATED[name]
+    warnings.warn(
+        f"{__name__}.{name} is deprecated; use {replacement}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attr)

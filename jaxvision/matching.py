@@ -5,8 +5,10 @@
 from jaxvision._src.matching.greedy import greedy_match as greedy_match
 from jaxvision._src.matching.hungarian import hungarian_match as hungarian_match
 from jaxvision._src.matching.hungarian import linear_sum_assignment as linear_sum_assignment
+from jaxvision._src.matching.matcher import Matcher as Matcher
 
 __all__ = [
+    "Matcher",
     "greedy_match",
     "hungarian_match",
     "linear_sum_assignment",

@@ -2,40 +2,65 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.metrics: Segmentation, keypoint, verification and COCO metrics."""
 
-from jaxvision._src.metrics.confusion import confusion_matrix as confusion_matrix
-from jaxvision._src.metrics.confusion import confusion_matrix_from_logits as confusion_matrix_from_logits
+from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
+from jaxvision._src.metrics.confusion import confusion_from_labels as confusion_from_labels
+from jaxvision._src.metrics.confusion import confusion_from_logits as confusion_from_logits
 from jaxvision._src.metrics.labels import reduce_zero_label as reduce_zero_label
 from jaxvision._src.metrics.report import segmentation_report as segmentation_report
 from jaxvision._src.metrics.report import segmentation_scores as segmentation_scores
 from jaxvision._src.metrics.scores import class_accuracy as class_accuracy
+from jaxvision._src.metrics.scores import class_dice as class_dice
+from jaxvision._src.metrics.scores import class_fbeta as class_fbeta
 from jaxvision._src.metrics.scores import class_iou as class_iou
-from jaxvision._src.metrics.scores import dice as dice
-from jaxvision._src.metrics.scores import fbeta_score as fbeta_score
+from jaxvision._src.metrics.scores import class_precision as class_precision
 from jaxvision._src.metrics.scores import frequency_weighted_iou as frequency_weighted_iou
+from jaxvision._src.metrics.scores import mean_accuracy as mean_accuracy
 from jaxvision._src.metrics.scores import mean_dice as mean_dice
 from jaxvision._src.metrics.scores import mean_iou as mean_iou
-from jaxvision._src.metrics.scores import mean_pixel_accuracy as mean_pixel_accuracy
 from jaxvision._src.metrics.scores import pixel_accuracy as pixel_accuracy
-from jaxvision._src.metrics.scores import precision as precision
-from jaxvision._src.metrics.scores import recall as recall
 from jaxvision._src.metrics.streaming import ConfusionState as ConfusionState
 
 __all__ = [
     "ConfusionState",
     "class_accuracy",
+    "class_dice",
+    "class_fbeta",
     "class_iou",
-    "confusion_matrix",
-    "confusion_matrix_from_logits",
-    "dice",
-    "fbeta_score",
+    "class_precision",
+    "coco_evaluate",
+    "confusion_from_labels",
+    "confusion_from_logits",
     "frequency_weighted_iou",
+    "mean_accuracy",
     "mean_dice",
     "mean_iou",
-    "mean_pixel_accuracy",
     "pixel_accuracy",
-    "precision",
-    "recall",
     "reduce_zero_label",
     "segmentation_report",
     "segmentation_scores",
 ]
+
+_DEPRECATED = {
+    "confusion_matrix": ("jaxvision._src.metrics.confusion", "confusion_matrix", "jaxvision.metrics.confusion_from_labels"),
+    "confusion_matrix_from_logits": ("jaxvision._src.metrics.confusion", "confusion_matrix_from_logits", "jaxvision.metrics.confusion_from_logits"),
+    "dice": ("jaxvision._src.metrics.scores", "class_dice", "jaxvision.metrics.class_dice"),
+    "fbeta_score": ("jaxvision._src.metrics.scores", "fbeta_score", "jaxvision.metrics.class_fbeta"),
+    "mean_pixel_accuracy": ("jaxvision._src.metrics.scores", "mean_accuracy", "jaxvision.metrics.mean_accuracy"),
+    "precision": ("jaxvision._src.metrics.scores", "class_precision", "jaxvision.metrics.class_precision"),
+    "recall": ("jaxvision._src.metrics.scores", "class_accuracy", "jaxvision.metrics.class_accuracy"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module, attr, replacement = _DEPRECATED[name]
+    warnings.warn(
+        f"{__name__}.{name} is deprecated; use {replacement}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attr)

@@ -5,7 +5,8 @@
 from jaxvision._src.models.detr import DETR as DETR
 from jaxvision._src.models.detr import DETRConfig as DETRConfig
 from jaxvision._src.models.detr_criterion import detr_loss as detr_loss
-from jaxvision._src.models.detr_criterion import detr_matching_cost as detr_matching_cost
+from jaxvision._src.models.detr_criterion import detr_matching_costs as detr_matching_costs
+from jaxvision._src.models.detr_postprocess import Detections as Detections
 from jaxvision._src.models.detr_postprocess import detr_postprocess as detr_postprocess
 from jaxvision._src.models.detr_postprocess import detr_score_threshold as detr_score_threshold
 from jaxvision._src.models.detr_postprocess import detr_top_k as detr_top_k
@@ -27,11 +28,12 @@ from jaxvision._src.models.resnet import ResNetConfig as ResNetConfig
 __all__ = [
     "DETR",
     "DETRConfig",
+    "Detections",
     "ResNet",
     "ResNetConfig",
     "detr_config_from_hf",
     "detr_loss",
-    "detr_matching_cost",
+    "detr_matching_costs",
     "detr_optimizer",
     "detr_param_labels",
     "detr_postprocess",
@@ -47,3 +49,22 @@ __all__ = [
     "load_hf_detr",
     "load_official_detr",
 ]
+
+_DEPRECATED = {
+    "detr_matching_cost": ("jaxvision._src.models.detr_criterion", "detr_matching_costs", "jaxvision.models.detr_matching_costs"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module, attr, replacement = _DEPRECATED[name]
+    warnings.warn(
+        f"{__name__}.{name} is deprecated; use {replacement}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attr)

@@ -7,16 +7,18 @@ from jaxvision._src.parallel.checkpoint import CheckpointManager as CheckpointMa
 from jaxvision._src.parallel.checkpoint import Restored as Restored
 from jaxvision._src.parallel.checkpoint import WorkdirLock as WorkdirLock
 from jaxvision._src.parallel.checkpoint import WorkdirLockError as WorkdirLockError
+from jaxvision._src.parallel.collectives import halving_doubling_all_reduce as halving_doubling_all_reduce
 from jaxvision._src.parallel.collectives import ring_all_gather as ring_all_gather
 from jaxvision._src.parallel.collectives import ring_all_reduce as ring_all_reduce
 from jaxvision._src.parallel.collectives import ring_reduce_scatter as ring_reduce_scatter
-from jaxvision._src.parallel.collectives import tree_all_reduce as tree_all_reduce
 from jaxvision._src.parallel.launch import initialize as initialize
 from jaxvision._src.parallel.mesh import make_mesh as make_mesh
 from jaxvision._src.parallel.mesh import process_batch_slice as process_batch_slice
-from jaxvision._src.parallel.mesh import replicate as replicate
+from jaxvision._src.parallel.mesh import replicate_on_mesh as replicate_on_mesh
 from jaxvision._src.parallel.mesh import shard_batch as shard_batch
 from jaxvision._src.parallel.state import TrainState as TrainState
+from jaxvision._src.parallel.step import LossFn as LossFn
+from jaxvision._src.parallel.step import StepFn as StepFn
 from jaxvision._src.parallel.step import data_parallel_step as data_parallel_step
 from jaxvision._src.parallel.step import pmap_step as pmap_step
 from jaxvision._src.parallel.step import replicate_for_pmap as replicate_for_pmap
@@ -25,21 +27,43 @@ from jaxvision._src.parallel.step import split_for_pmap as split_for_pmap
 __all__ = [
     "CheckpointError",
     "CheckpointManager",
+    "LossFn",
     "Restored",
+    "StepFn",
     "TrainState",
     "WorkdirLock",
     "WorkdirLockError",
     "data_parallel_step",
+    "halving_doubling_all_reduce",
     "initialize",
     "make_mesh",
     "pmap_step",
     "process_batch_slice",
-    "replicate",
     "replicate_for_pmap",
+    "replicate_on_mesh",
     "ring_all_gather",
     "ring_all_reduce",
     "ring_reduce_scatter",
     "shard_batch",
     "split_for_pmap",
-    "tree_all_reduce",
 ]
+
+_DEPRECATED = {
+    "replicate": ("jaxvision._src.parallel.mesh", "replicate_on_mesh", "jaxvision.parallel.replicate_on_mesh"),
+    "tree_all_reduce": ("jaxvision._src.parallel.collectives", "halving_doubling_all_reduce", "jaxvision.parallel.halving_doubling_all_reduce"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module, attr, replacement = _DEPRECATED[name]
+    warnings.warn(
+        f"{__name__}.{name} is deprecated; use {replacement}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attr)

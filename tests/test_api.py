@@ -101,4 +101,34 @@ def test_cli_prints_the_listing(capsys):
     assert api.main([]) == 0
     printed = capsys.readouterr().out
     for ns in export.NAMESPACES:
-        assert printed.count(f"jaxvision.{ns}.") == len(api.load_registry().endpoints(ns))
+        names = [line.split()[1] for line in printed.splitlines()]
+        listed = [n for n in names if n.startswith(f"jaxvision.{ns}.")]
+        assert len(listed) == len(api.load_registry().endpoints(ns))
+
+
+def test_private_code_never_imports_the_generated_namespaces():
+    import pathlib
+    import re
+
+    src = pathlib.Path(api.PACKAGE_DIR) / "_src"
+    public = "|".join(export.NAMESPACES)
+    pattern = re.compile(
+        rf"^\s*(from jaxvision import|(from|import) jaxvision\.({public})\b)", re.M
+    )
+    offenders = [str(p) for p in src.rglob("*.py") if pattern.search(p.read_text())]
+    assert not offenders, f"import from jaxvision._src instead: {offenders}"
+
+
+def test_an_installed_copy_writes_no_golden_files(tmp_path, monkeypatch):
+    installed = tmp_path / "site-packages" / "jaxvision"
+    installed.mkdir(parents=True)
+    (tmp_path / "site-packages" / "tests").mkdir()  # a stray tests/ beside it is not a checkout
+    monkeypatch.setattr(api, "PACKAGE_DIR", installed)
+    assert api.checkout_golden_dir() is None
+    files = api.expected_files(api.load_registry())
+    assert files and all(path.parent == installed for path in files)
+    golden = tmp_path / "golden"
+    files = api.expected_files(api.load_registry(), golden)
+    assert {p for p in files if p.parent == golden} == {
+        golden / f"{ns}.txt" for ns in export.NAMESPACES
+    }

@@ -5,7 +5,7 @@
 For each per-device array size: the bytes each device sends under the ring model
 (2 (n - 1) / n of the array, the bandwidth-optimal volume; halving-doubling sends the same),
 the number of communication steps, and the measured median time of
-``parallel.ring_all_reduce``, ``parallel.tree_all_reduce`` and ``lax.psum`` (XLA's own),
+``parallel.ring_all_reduce``, ``parallel.halving_doubling_all_reduce`` and ``lax.psum`` (XLA's own),
 with psum's time divided by ours (above 1: ours is faster). On one CPU the "devices" share
 memory, so this measures the cost of the schedule (copies and synchronisation), not a
 network.
@@ -55,7 +55,7 @@ def main():
     n = mesh.shape["data"]
     impls = {
         "ring": parallel.ring_all_reduce,
-        "tree": parallel.tree_all_reduce,
+        "tree": parallel.halving_doubling_all_reduce,
         "psum": lambda x, axis: lax.psum(x, axis),
     }
     fns = {

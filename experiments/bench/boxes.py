@@ -86,7 +86,7 @@ def jax_fn(name: str, x: dict) -> Callable[[], object]:
         f = jax.jit(boxes.box_iou)
         return lambda: f(x["a"], x["b"])
     if name.startswith("pairwise GIoU"):
-        f = jax.jit(boxes.generalized_box_iou)
+        f = jax.jit(boxes.box_giou)
         return lambda: f(x["a"], x["b"])
     if name.startswith("CIoU"):
         f = jax.jit(jax.value_and_grad(lambda p, t: losses.ciou_loss(p, t, reduction="mean")))
@@ -173,14 +173,8 @@ def gpu_reference_rows(name: str, x: dict, jms: float, repeats: int, sync) -> No
         ms = median_ms(lambda: floor(a, b), sync, repeats)
         print(f"{'  floor: one add, same output':<30} {ms:>13.2f} {'':>15} {'':>7}")
     if name.startswith("NMS"):
-        from jaxvision._src.boxes import nms as nms_module
-
         s = jnp.asarray(x["s"])
-        nms_module.GPU_KERNEL = False  # read at each call (a static argument inside)
-        try:
-            ms = median_ms(lambda: boxes.nms(a, s, 0.5), sync, repeats)
-        finally:
-            nms_module.GPU_KERNEL = True
+        ms = median_ms(lambda: boxes.nms(a, s, 0.5, method="xla"), sync, repeats)
         print(f"{'  blocked loop (no kernel)':<30} {ms:>13.2f} {'':>15} {'':>7}  x{ms / jms:.1f}")
 
 

@@ -114,7 +114,8 @@ def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str
 
     def loss_fn(params, rng_state, x):
         m = nnx.merge(graphdef, params, rng_state, frozen, copy=True)
-        out = m(x["images"], x["mask"], train=True)
+        m.train()
+        out = m(x["images"], x["mask"])
         if criterion is not None:
             targets = {"labels": x["labels"], "boxes": x["boxes"], "mask": x["target_mask"]}
             value, _ = criterion(out, targets, num_classes=NUM_CLASSES)

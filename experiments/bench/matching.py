@@ -16,6 +16,7 @@ keeps its matching of the real targets exact). Compile times are the first call'
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import optax
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
 from jaxvision import matching
-from jaxvision._src.matching import augmenting_path
+from jaxvision._src.boxes.formats import convert_host
 
 
 def detr_like_costs(rng: np.random.Generator, b: int, q: int, t: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def detr_like_costs(rng: np.random.Generator, b: int, q: int, t: int) -> np.ndar
         )
 
     def xyxy(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([x[..., :2] - x[..., 2:] / 2, x[..., :2] + x[..., 2:] / 2], -1)
+        return convert_host(x, "cxcywh", "xyxy")
 
     pred, tgt = boxes(q), boxes(t)
     l1 = np.abs(pred[:, :, None] - tgt[:, None]).sum(-1)
@@ -120,11 +121,9 @@ def run(name: str, b: int, q: int, t: int, counts: np.ndarray, repeats: int, rng
     compile_xla_loop = None
     if jax.default_backend() == "gpu":
         # On CUDA the matcher runs one Pallas kernel; the flat XLA loop it replaced, for
-        # comparison (a private switch, read at trace time).
-        augmenting_path.GPU_KERNEL = False
-        xla_loop = jax.jit(matching.hungarian_match.__wrapped__)
+        # comparison.
+        xla_loop = jax.jit(functools.partial(matching.hungarian_match, method="xla"))
         compile_xla_loop = compile_ms(xla_loop, costs, mask)
-        augmenting_path.GPU_KERNEL = True
         got_loop = total_cost(costs_np, np.asarray(xla_loop(costs, mask)[0]))
         print(f"  XLA-loop variant total cost {got_loop:.6f}")
         fns["jaxvision, XLA loop (no kernel)"] = lambda: xla_loop(costs, mask)

@@ -54,7 +54,7 @@ def main() -> None:
     pred = rng.integers(0, C, size=SHAPE, dtype=np.uint8)
 
     t_dev, p_dev = jax.device_put(target), jax.device_put(pred)
-    ours_fn = jax.jit(lambda t, p: metrics.confusion_matrix(t, p, C, ignore_index=IGNORE))
+    ours_fn = jax.jit(lambda t, p: metrics.confusion_from_labels(p, t, C, ignore_index=IGNORE))
     ours = np.asarray(ours_fn(t_dev, p_dev))[:, :C]
 
     def numpy_full() -> np.ndarray:
@@ -122,7 +122,7 @@ def main() -> None:
         f"confusion matrix {SHAPE} uint8, C={C}, ignore_index={IGNORE}; jax {jax.__version__} "
         f"on {jax.devices()[0].device_kind}; medians of {args.repeats}"
     )
-    print(f"{'jaxvision.metrics.confusion_matrix (jit)':56s} {ours_ms:9.3f} ms")
+    print(f"{'jaxvision.metrics.confusion_from_labels (jit)':56s} {ours_ms:9.3f} ms")
     for name, ms in rows:
         print(f"{name:56s} {ms:9.3f} ms   ratio {ms / ours_ms:6.2f}")
 

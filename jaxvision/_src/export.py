@@ -14,6 +14,13 @@ namespaces (``jaxvision/boxes.py``, ...) and the golden API listing
 ``python -m jaxvision.api --write``; tests fail when either is stale. Two different objects
 claiming one public name is an error at import time, as in TensorFlow's ``api_export``.
 Deprecated aliases resolve to the same object and emit a ``DeprecationWarning`` on access.
+
+When a rename also changes the signature (an argument order, positional options made
+keyword-only), the old name keeps the old signature in a small wrapper registered with
+``export_deprecated``::
+
+    @export_deprecated("metrics.confusion_matrix", replacement="metrics.confusion_from_labels")
+    def confusion_matrix(target, pred, num_classes): ...
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ NAMESPACES: dict[str, str] = {
     "losses": "Training losses: IoU-family box losses, keypoint losses, margin softmax.",
     "metrics": "Segmentation, keypoint, verification and COCO metrics.",
     "matching": "Exact and greedy bipartite matching for set prediction, inside jit.",
-    "ops": "Array operations used by vision models (pooling, soft-argmax, ...).",
-    "nn": "Flax NNX modules, each a thin wrapper over a pure function.",
+    "ops": "Array operations without parameters: the functional twins of the nn modules.",
+    "nn": "Flax NNX modules, each a thin wrapper over its twin in ops, and their variables.",
     "models": "Complete models (DETR, pose, face) with presets and weight import.",
     "parallel": "Data parallelism on shard_map, collectives, launch and checkpoints.",
     "data": "Datasets, COCO-format I/O and input pipelines.",
@@ -134,6 +141,20 @@ class Registry:
 
         return decorator
 
+    def export_deprecated(self, name: str, *, replacement: str) -> Callable[[T], T]:
+        """Decorator registering a wrapper that keeps an old name's old signature."""
+
+        def decorator(obj: T) -> T:
+            module = getattr(obj, "__module__", None)
+            attr = getattr(obj, "__name__", None)
+            if not module or not attr:
+                raise ExportError(f"cannot export {obj!r}: it has no __module__/__name__")
+            _check_name(replacement)
+            self.add(Endpoint(name, module, attr, obj, replacement=replacement))
+            return obj
+
+        return decorator
+
 
 REGISTRY = Registry()
 
@@ -150,3 +171,20 @@ def export(*names: str, deprecated: Iterable[str] = ()) -> Callable[[T], T]:
       A decorator that records the object and returns it unchanged.
     """
     return REGISTRY.export(*names, deprecated=deprecated)
+
+
+def export_deprecated(name: str, *, replacement: str) -> Callable[[T], T]:
+    """Registers a wrapper that keeps a renamed function's old signature under its old name.
+
+    Use it when the new name also changes the arguments (their order, or options made
+    keyword-only), so that an old call keeps its old meaning: the wrapper translates the
+    call and the namespace emits a ``DeprecationWarning`` naming ``replacement``.
+
+    Args:
+      name: the old public dotted name.
+      replacement: the public name to use instead.
+
+    Returns:
+      A decorator that records the wrapper and returns it unchanged.
+    """
+    return REGISTRY.export_deprecated(name, replacement=replacement)

@@ -100,9 +100,9 @@ def ciou(a, b):
 
 PAIRWISE = {
     "box_iou": iou,
-    "generalized_box_iou": giou,
-    "distance_box_iou": diou,
-    "complete_box_iou": ciou,
+    "box_giou": giou,
+    "box_diou": diou,
+    "box_ciou": ciou,
 }
 
 

@@ -206,3 +206,13 @@ def test_nms_under_x64_scatters_no_int64_into_int32():
         indices, count = boxes.nms(b, jnp.array([0.9, 0.8, 0.7]), 0.5)
         assert indices.dtype == jnp.int32 and count.dtype == jnp.int32
         assert _kept((indices, count)) == [0, 2]
+def test_method_is_a_static_option_and_bad_values_name_it():
+    rng = np.random.default_rng(7)
+    b = np.sort(rng.uniform(0, 50, (30, 4)).reshape(30, 2, 2), axis=1).reshape(30, 4)
+    b = b[:, [0, 2, 1, 3]].astype(np.float32)
+    s = rng.uniform(size=30).astype(np.float32)
+    auto = boxes.nms(b, s, 0.3)
+    xla = jax.jit(lambda b, s: boxes.nms(b, s, 0.3, method="xla"))(b, s)
+    np.testing.assert_array_equal(np.asarray(auto[0]), np.asarray(xla[0]))
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        boxes.nms(b, s, 0.3, method="pallas")

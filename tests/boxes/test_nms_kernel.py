@@ -24,7 +24,7 @@ def bitmask_nms(b, s, threshold, labels=None, max_output=None):
     rows = jnp.stack([c.x1, c.y1, c.x2, c.y2, c.area], axis=-1)
     sorted_labels = None if labels is None else jnp.asarray(labels)[order]
     positions, count = nms_kernel.greedy_bitmask(
-        rows, sorted_labels, jnp.float32(threshold), max_output, nms._overlaps, interpret=True
+        rows, sorted_labels, jnp.float32(threshold), max_output, interpret=True
     )
     count = int(count)
     return np.asarray(order)[np.asarray(positions)[:count]].tolist()
@@ -84,7 +84,7 @@ def test_vmap_over_images():
         c = terms.corners(bb[order], "xyxy")
         rows = jnp.stack([c.x1, c.y1, c.x2, c.y2, c.area], axis=-1)
         positions, count = nms_kernel.greedy_bitmask(
-            rows, None, jnp.float32(0.5), n, nms._overlaps, interpret=True
+            rows, None, jnp.float32(0.5), n, interpret=True
         )
         return order[positions], count
 

@@ -311,3 +311,16 @@ def test_fewer_non_finite_entries_is_cheaper_at_costs_of_1e36():
         assert (~np.isfinite(used)).sum() == (ref == 1e300).sum()
         assert_same_total(used[np.isfinite(used)].sum(), ref[ref != 1e300].sum(), 1e36)
     assert sorted(q_of_t[0].tolist()) == list(range(k))
+def test_method_is_a_static_keyword_and_bad_values_name_it():
+    costs = np.random.default_rng(3).uniform(size=(2, 6, 4)).astype(np.float32)
+    mask = np.array([[True, True, True, False], [True, False, True, True]])
+    auto = matching.hungarian_match(costs, mask)
+    xla = matching.hungarian_match(costs, mask, method="xla")
+    np.testing.assert_array_equal(np.asarray(auto[0]), np.asarray(xla[0]))
+    rows, cols = matching.linear_sum_assignment(costs[0], maximize=True, method="xla")
+    want = scipy_lsa(costs[0], maximize=True)
+    assert costs[0][rows, cols].sum() == pytest.approx(costs[0][want].sum())
+    with pytest.raises(ValueError, match="method must be one of"):
+        matching.hungarian_match(costs, mask, method="kernel")
+    with pytest.raises(TypeError):
+        matching.linear_sum_assignment(costs[0], True)  # maximize is keyword-only

@@ -34,14 +34,14 @@ def fcn_scores(n, gt):
             "pixel_accuracy": hits.sum() / total,
             "class_accuracy": acc,
             "class_iou": iou,
-            "dice": dice,
-            "precision": prec,
+            "class_dice": dice,
+            "class_precision": prec,
             "frequency_weighted_iou": np.nansum(gt * iou) / total,
         }
     for name, key in [
-        ("mean_pixel_accuracy", "class_accuracy"),
+        ("mean_accuracy", "class_accuracy"),
         ("mean_iou", "class_iou"),
-        ("mean_dice", "dice"),
+        ("mean_dice", "class_dice"),
     ]:
         vals = out[key]
         out[name] = np.nan if np.all(np.isnan(vals)) else np.nanmean(vals)

@@ -8,7 +8,7 @@ from jaxvision import metrics
 
 
 def _cm():
-    return metrics.confusion_matrix(jnp.array([0, 0, 1, 1]), jnp.array([0, 2, 1, 1]), 4)
+    return metrics.confusion_from_labels(jnp.array([0, 2, 1, 1]), jnp.array([0, 0, 1, 1]), 4)
 
 
 def test_scores_by_name_match_the_single_functions():
@@ -18,7 +18,7 @@ def test_scores_by_name_match_the_single_functions():
     assert res["mean_iou"] == metrics.mean_iou(cm)
     np.testing.assert_array_equal(res["class_iou"], metrics.class_iou(cm))
     everything = metrics.segmentation_scores(cm, absent=0.0)
-    assert everything["mean_pixel_accuracy"] == pytest.approx(0.5)
+    assert everything["mean_accuracy"] == pytest.approx(0.5)
 
 
 def test_scores_refuse_unknown_names_and_colliding_ignore_index():

@@ -9,25 +9,25 @@ from jaxvision import metrics
 
 from .reference import fcn_scores, reference_counts
 
-PER_CLASS = ["class_accuracy", "class_iou", "dice", "precision"]
-MEANS = ["pixel_accuracy", "mean_pixel_accuracy", "mean_iou", "frequency_weighted_iou", "mean_dice"]
+PER_CLASS = ["class_accuracy", "class_iou", "class_dice", "class_precision"]
+MEANS = ["pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou", "mean_dice"]
 
 
 def _cm(t, p, c, **kw):
-    return metrics.confusion_matrix(jnp.asarray(t), jnp.asarray(p), c, **kw)
+    return metrics.confusion_from_labels(jnp.asarray(p), jnp.asarray(t), c, **kw)
 
 
 def test_hand_case_c3():
     cm = _cm([0, 0, 1, 1], [0, 2, 1, 1], 3)
     assert metrics.pixel_accuracy(cm) == pytest.approx(0.75)
-    assert metrics.mean_pixel_accuracy(cm) == pytest.approx(0.75)  # FCN / mmseg
-    assert metrics.mean_pixel_accuracy(cm, absent=0.0) == pytest.approx(0.5)  # torchmetrics
-    np.testing.assert_allclose(metrics.class_iou(cm), [0.5, 1.0, 0.0])
+    assert metrics.mean_accuracy(cm) == pytest.approx(0.75)  # FCN / mmseg
+    assert metrics.mean_accuracy(cm, absent=0.0) == pytest.approx(0.5)  # torchmetrics
+    np.testing.assert_allclose(metrics.class_iou(cm), [0.5, 1.0, 0.0], rtol=1e-6)
     assert metrics.mean_iou(cm) == pytest.approx(0.5)
     assert metrics.frequency_weighted_iou(cm) == pytest.approx(0.75)
-    np.testing.assert_allclose(metrics.dice(cm), [2 / 3, 1.0, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(metrics.precision(cm), [1.0, 1.0, 0.0])
-    np.testing.assert_allclose(metrics.recall(cm), [0.5, 1.0, np.nan])
+    np.testing.assert_allclose(metrics.class_dice(cm), [2 / 3, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(metrics.class_precision(cm), [1.0, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(metrics.class_accuracy(cm), [0.5, 1.0, np.nan], rtol=1e-6)
 
 
 def test_hand_case_c4_absent_class_is_excluded():
@@ -36,14 +36,16 @@ def test_hand_case_c4_absent_class_is_excluded():
     assert metrics.mean_iou(cm) == pytest.approx(0.5)
     assert metrics.mean_iou(cm, absent=0.0) == pytest.approx(0.5)
     assert metrics.class_iou(cm, absent=0.0)[3] == 0.0
-    assert metrics.mean_pixel_accuracy(cm, absent=0.0) == pytest.approx(0.5)
+    assert metrics.mean_accuracy(cm, absent=0.0) == pytest.approx(0.5)
 
 
 def test_hand_case_dataset_versus_per_image():
     t = [[0, 0, 0, 0], [1, 1, 1, 1]]
     p = [[0, 0, 0, 0], [0, 1, 1, 1]]
     assert metrics.mean_iou(_cm(t, p, 2)) == pytest.approx(0.775)
-    np.testing.assert_allclose(metrics.mean_iou(_cm(t, p, 2, per_image=True)), [1.0, 0.375])
+    np.testing.assert_allclose(
+        metrics.mean_iou(_cm(t, p, 2, per_image=True)), [1.0, 0.375], rtol=1e-6
+    )
 
 
 def test_square_matrix_is_accepted():
@@ -79,12 +81,12 @@ def test_fbeta_matches_precision_recall_formula():
     t = rng.integers(0, 4, size=500)
     p = np.where(rng.random(500) < 0.5, t, rng.integers(0, 4, size=500))
     cm = _cm(t, p, 4)
-    pr = np.asarray(metrics.precision(cm), np.float64)
-    rc = np.asarray(metrics.recall(cm), np.float64)
+    pr = np.asarray(metrics.class_precision(cm), np.float64)
+    rc = np.asarray(metrics.class_accuracy(cm), np.float64)
     for beta in [0.5, 1.0, 2.0]:
         want = (1 + beta**2) * pr * rc / (beta**2 * pr + rc)
-        np.testing.assert_allclose(metrics.fbeta_score(cm, beta), want, rtol=1e-5)
-    np.testing.assert_allclose(metrics.fbeta_score(cm, 1.0), metrics.dice(cm), rtol=1e-6)
+        np.testing.assert_allclose(metrics.class_fbeta(cm, beta=beta), want, rtol=1e-5)
+    np.testing.assert_allclose(metrics.class_fbeta(cm, beta=1.0), metrics.class_dice(cm), rtol=1e-6)
 
 
 def test_scores_are_finite_or_nan_and_jit_with_absent_policies():
@@ -92,7 +94,7 @@ def test_scores_are_finite_or_nan_and_jit_with_absent_policies():
     got = jax.jit(lambda m: metrics.class_iou(m, absent=0.0))(cm)
     np.testing.assert_array_equal(got, [1.0, 0.0, 0.0])
     assert metrics.mean_iou(cm, absent=1.0) == 1.0
-    np.testing.assert_array_equal(metrics.dice(cm, absent=-1.0), [1.0, -1.0, -1.0])
+    np.testing.assert_array_equal(metrics.class_dice(cm, absent=-1.0), [1.0, -1.0, -1.0])
 
 
 def test_host_int64_counts_beyond_int32_are_read_exactly():
@@ -119,4 +121,4 @@ def test_bad_options_are_refused():
     with pytest.raises(TypeError, match="absent"):
         metrics.class_iou(cm, absent="zero")
     with pytest.raises(ValueError, match="beta"):
-        metrics.fbeta_score(cm, 0.0)
+        metrics.class_fbeta(cm, beta=0.0)

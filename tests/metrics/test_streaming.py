@@ -60,12 +60,12 @@ def test_psum_over_8_devices_equals_one_device():
     init = metrics.ConfusionState.init(c, ignore_index=255)
 
     def step(state, t, p):
-        return state.update(t, p).psum("data")
+        return state.add_labels(p, t).psum("data")
 
     sharded = jax.jit(
         jax.shard_map(step, mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=P())
     )(init, ts, ps)
-    single = init.update(t, p)
+    single = init.add_labels(p, t)
     np.testing.assert_array_equal(sharded.counts(), single.counts())
     assert sharded.compute()["mean_iou"] == pytest.approx(single.compute()["mean_iou"])
 
@@ -88,7 +88,7 @@ def test_psum_of_large_per_device_counts_is_exact():
 def test_totals_past_2_31_stay_exact_without_materialising_pixels():
     c = 3
     t, p = _labels(3, (2, 32, 32), c)
-    state = metrics.ConfusionState.init(c, ignore_index=255).update(t, p)
+    state = metrics.ConfusionState.init(c, ignore_index=255).add_labels(p, t)
     one = state.counts()
     doubled = jax.jit(lambda s: s.merge(s))
     for _ in range(24):  # 2^24 copies of 2048 pixels: 2^35 pixels in all
@@ -110,14 +110,14 @@ def test_totals_past_2_31_stay_exact_without_materialising_pixels():
 def test_add_matrix_per_image_stack():
     c = 3
     t, p = _labels(4, (5, 8, 8), c)
-    per = metrics.confusion_matrix(t, p, c, ignore_index=255, per_image=True)
+    per = metrics.confusion_from_labels(p, t, c, ignore_index=255, per_image=True)
     s = metrics.ConfusionState.init(c, ignore_index=255)
-    np.testing.assert_array_equal(s.add_matrix(per).counts(), s.update(t, p).counts())
+    np.testing.assert_array_equal(s.add_matrix(per).counts(), s.add_labels(p, t).counts())
 
 
 def test_all_ignored_state_gives_defined_result():
     s = metrics.ConfusionState.init(3, ignore_index=255)
-    s = s.update(np.full((4, 4), 255, np.uint8), np.zeros((4, 4), np.uint8))
+    s = s.add_labels(np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8))
     np.testing.assert_array_equal(s.counts(), np.zeros((3, 4)))
     res = s.compute()
     assert np.isnan(res["mean_iou"]) and np.isnan(res["pixel_accuracy"])
@@ -136,14 +136,14 @@ def test_bad_use_is_refused():
     with pytest.raises(ValueError, match="num_classes must be in"):
         metrics.ConfusionState.init(0)
     collide = metrics.ConfusionState.init(3, ignore_index=0)
-    collide = collide.update(np.array([0, 1, 2]), np.array([0, 1, 2]))
+    collide = collide.add_labels(np.array([0, 1, 2]), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="ignore_index=0 is also class 0"):
         collide.compute(["mean_iou"])
 
 
 def test_scores_inside_jit_from_the_float_matrix_equal_compute():
     t, p = _labels(6, (2, 16, 16), 4)
-    state = metrics.ConfusionState.init(4, ignore_index=255).update(t, p)
+    state = metrics.ConfusionState.init(4, ignore_index=255).add_labels(p, t)
     inside = jax.jit(lambda s: metrics.segmentation_scores(s.matrix(), ["mean_iou"]))(state)
     assert inside["mean_iou"] == pytest.approx(state.compute(["mean_iou"])["mean_iou"])
 

@@ -33,7 +33,7 @@ def _torch(metric, t, p):
 @pytest.fixture(scope="module")
 def cm(labels):
     t, p = labels
-    return metrics.confusion_matrix(jnp.asarray(t), jnp.asarray(p), C, ignore_index=255)
+    return metrics.confusion_from_labels(jnp.asarray(p), jnp.asarray(t), C, ignore_index=255)
 
 
 def test_confusion_matrix(labels, cm):
@@ -60,7 +60,7 @@ def test_jaccard_index(labels, cm, average, ours):
     "average, ours",
     [
         ("micro", metrics.pixel_accuracy),
-        ("macro", lambda cm: metrics.mean_pixel_accuracy(cm, absent=0.0)),
+        ("macro", lambda cm: metrics.mean_accuracy(cm, absent=0.0)),
         ("none", lambda cm: metrics.class_accuracy(cm, absent=0.0)),
     ],
 )
@@ -73,15 +73,15 @@ def test_accuracy(labels, cm, average, ours):
 def test_macro_accuracy_differs_from_fcn_only_by_the_absent_policy(labels, cm):
     t, p = labels
     tm = _torch(classification.MulticlassAccuracy(C, average="macro", ignore_index=255), t, p)
-    assert not np.isclose(metrics.mean_pixel_accuracy(cm), tm)
+    assert not np.isclose(metrics.mean_accuracy(cm), tm)
 
 
 @pytest.mark.parametrize(
     "cls, ours",
     [
-        (classification.MulticlassF1Score, lambda cm: metrics.dice(cm, absent=0.0)),
-        (classification.MulticlassPrecision, lambda cm: metrics.precision(cm, absent=0.0)),
-        (classification.MulticlassRecall, lambda cm: metrics.recall(cm, absent=0.0)),
+        (classification.MulticlassF1Score, lambda cm: metrics.class_dice(cm, absent=0.0)),
+        (classification.MulticlassPrecision, lambda cm: metrics.class_precision(cm, absent=0.0)),
+        (classification.MulticlassRecall, lambda cm: metrics.class_accuracy(cm, absent=0.0)),
     ],
 )
 def test_per_class_f1_precision_recall(labels, cm, cls, ours):
@@ -95,7 +95,7 @@ def test_fbeta(labels, cm):
     t, p = labels
     fb = classification.MulticlassFBetaScore(2.0, C, average="none", ignore_index=255)
     np.testing.assert_allclose(
-        metrics.fbeta_score(cm, 2.0, absent=0.0), _torch(fb, t, p), rtol=1e-6
+        metrics.class_fbeta(cm, beta=2.0, absent=0.0), _torch(fb, t, p), rtol=1e-6
     )
 
 
@@ -105,7 +105,7 @@ def test_segmentation_mean_iou_is_a_per_image_average(labels, per_class):
     segmentation = pytest.importorskip("torchmetrics.segmentation")
     t, p = labels
     t = np.where(t == 255, 0, t)  # MeanIoU has no ignore_index
-    per_image = metrics.confusion_matrix(jnp.asarray(t), jnp.asarray(p), C, per_image=True)
+    per_image = metrics.confusion_from_labels(jnp.asarray(p), jnp.asarray(t), C, per_image=True)
     iou = np.asarray(metrics.class_iou(per_image))  # [images, C], NaN where absent
     metric = segmentation.MeanIoU(C, per_class=per_class, input_format="index")
     want = _torch(metric, t, p)

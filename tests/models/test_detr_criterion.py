@@ -158,7 +158,9 @@ def test_more_targets_than_queries_agrees_with_hf():
     want, want_terms = _hf_loss(outputs, targets, aux=True)
     got, terms = _LOSS(outputs, targets)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
-    np.testing.assert_allclose(float(terms["cardinality_error"]), want_terms["cardinality_error"])
+    np.testing.assert_allclose(
+        float(terms["cardinality_error"]), want_terms["cardinality_error"], rtol=1e-6
+    )
 
 
 def test_loss_is_invariant_to_the_order_of_queries_and_target_slots():
@@ -202,7 +204,7 @@ def test_matching_cost_matches_numpy_formula():
         + 5 * np.abs(p[:, :, None] - t[:, None]).sum(-1)
         - 2 * _np_giou(p, t)
     )
-    got = models.detr_matching_cost(outputs["logits"], outputs["boxes"], lab, t)
+    got = models.detr_matching_costs(outputs["logits"], outputs["boxes"], lab, t)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 

@@ -44,17 +44,42 @@ def test_gradients_under_jit_are_finite_and_reach_every_parameter(tiny, batch):
     images, mask = batch
 
     def loss_fn(model):
-        out = model(images, mask, train=True)
+        out = model(images, mask)
         terms = [out] + list(out["aux"])
         return sum(jnp.sum(o["logits"] ** 2) + jnp.sum(o["boxes"]) for o in terms)
 
-    grads = nnx.jit(nnx.grad(loss_fn))(tiny)
+    tiny.train()
+    try:
+        grads = nnx.jit(nnx.grad(loss_fn))(tiny)
+    finally:
+        tiny.eval()
     leaves = jax.tree.leaves(grads)
     assert leaves and all(np.isfinite(np.asarray(g)).all() for g in leaves)
     params = nnx.state(tiny, nnx.Param)
     assert jax.tree.structure(grads) == jax.tree.structure(params)
     assert np.abs(np.asarray(grads["class_head"]["kernel"][...])).max() > 0
     assert np.abs(np.asarray(grads["backbone"]["stem_conv"]["kernel"][...])).max() > 0
+
+
+def test_train_and_eval_are_module_state(batch):
+    images, mask = batch
+    model = models.detr_tiny(NUM_CLASSES, rngs=nnx.Rngs(jax.random.key(0, impl="rbg")), dropout=0.5)
+    assert model.deterministic and all(m.deterministic for m in _dropouts(model))
+    first = model(images, mask)["logits"]
+    np.testing.assert_array_equal(np.asarray(model(images, mask)["logits"]), np.asarray(first))
+    model.train()
+    assert all(not m.deterministic for m in _dropouts(model))
+    trained = model(images, mask)["logits"]
+    assert not np.allclose(np.asarray(trained), np.asarray(first))
+    model.eval()
+    np.testing.assert_array_equal(np.asarray(model(images, mask)["logits"]), np.asarray(first))
+    with pytest.warns(DeprecationWarning, match="model.train"):
+        model(images, mask, train=True)
+    assert model.deterministic  # the old keyword applies to its call only
+
+
+def _dropouts(model):
+    return [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Dropout)]
 
 
 @pytest.mark.parametrize(

@@ -39,9 +39,9 @@ def test_matches_float64_reference_with_and_without_mask():
     q, k, v, mask = _case(0)
     f = jax.jit(ops.multi_head_attention, static_argnames="num_heads")
     got = f(q, k, v, num_heads=3, key_padding_mask=mask)
-    np.testing.assert_allclose(np.asarray(got), _reference(q, k, v, 3, mask), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got), _reference(q, k, v, 3, mask), rtol=1e-5, atol=1e-5)
     got = f(q, k, v, num_heads=3)
-    np.testing.assert_allclose(np.asarray(got), _reference(q, k, v, 3, None), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got), _reference(q, k, v, 3, None), rtol=1e-5, atol=1e-5)
 
 
 def test_all_masked_keys_give_finite_output_and_gradients():
@@ -53,7 +53,7 @@ def test_all_masked_keys_give_finite_output_and_gradients():
 
     out = ops.multi_head_attention(q, k, v, num_heads=2, key_padding_mask=mask)
     np.testing.assert_allclose(
-        np.asarray(out[1]), np.broadcast_to(v[1].mean(0), out[1].shape), atol=1e-5
+        np.asarray(out[1]), np.broadcast_to(v[1].mean(0), out[1].shape), rtol=1e-5, atol=1e-5
     )
     grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
     assert all(np.isfinite(np.asarray(g)).all() for g in grads)
@@ -103,4 +103,4 @@ def test_matches_torch_multihead_attention():
             key_padding_mask=torch.from_numpy(~mask),  # torch: True = ignore
         )
     got = ops.multi_head_attention(q, k, v, num_heads=3, key_padding_mask=mask)
-    np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-5, atol=1e-5)

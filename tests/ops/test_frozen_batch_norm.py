@@ -46,4 +46,4 @@ def test_matches_hf_detr_frozen_batch_norm():
         getattr(bn, name).copy_(torch.from_numpy(value))
     want = bn(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
     got = ops.frozen_batch_norm(x, *stats)
-    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)

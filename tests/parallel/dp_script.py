@@ -52,7 +52,7 @@ def train(checkpoint_dir=None):
     """Runs STEPS steps on a mesh of every device of every process; (params, losses)."""
     mesh = parallel.make_mesh()
     opt = optax.adam(1e-2)
-    state = parallel.replicate(parallel.TrainState.create(init_params(), opt), mesh)
+    state = parallel.replicate_on_mesh(parallel.TrainState.create(init_params(), opt), mesh)
     step = parallel.data_parallel_step(loss_fn, opt, mesh, donate=False)
     loader = data.Loader(Examples(), global_batch_size=GLOBAL_BATCH, seed=0, mesh=mesh)
     losses = []

@@ -40,7 +40,7 @@ def train(directory, steps):
     opt = optax.adam(3e-2)
     k1, k2 = jax.random.split(jax.random.key(0))
     params = {"w1": jax.random.normal(k1, (6, 8)), "w2": jax.random.normal(k2, (8, 1))}
-    state = parallel.replicate(parallel.TrainState.create(params, opt), mesh)
+    state = parallel.replicate_on_mesh(parallel.TrainState.create(params, opt), mesh)
     rng = jax.random.key(1)
     loader = data.Loader(Points(), global_batch_size=16, seed=0, mesh=mesh)
     step = parallel.data_parallel_step(loss_fn, opt, mesh)

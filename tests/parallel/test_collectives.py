@@ -33,7 +33,7 @@ def _compare_all(mesh, xs):
             padded = jnp.pad(x, [(0, pad), (0, 0)])
             pairs = [
                 (parallel.ring_all_reduce(x, "data"), lax.psum(x, "data")),
-                (parallel.tree_all_reduce(x, "data"), lax.psum(x, "data")),
+                (parallel.halving_doubling_all_reduce(x, "data"), lax.psum(x, "data")),
                 (
                     parallel.ring_reduce_scatter(x, "data"),
                     lax.psum_scatter(padded, "data", scatter_dimension=0, tiled=True),
@@ -78,7 +78,10 @@ def test_tree_all_reduce_on_devices_that_are_not_a_power_of_two():
         def f(x):
             x = x[0]
             return jnp.stack(
-                [parallel.tree_all_reduce(x, "data"), parallel.ring_all_reduce(x, "data")]
+                [
+                    parallel.halving_doubling_all_reduce(x, "data"),
+                    parallel.ring_all_reduce(x, "data"),
+                ]
             )[None]
 
         out = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=P("data"), out_specs=P("data")))(

@@ -57,7 +57,9 @@ def _run(num_devices):
     params, rest, loss_fn = _nnx_setup()
     opt = optax.adam(1e-2)
     mesh = parallel.make_mesh(num_devices)
-    state = parallel.replicate(parallel.TrainState.create(params, opt, model_state=rest), mesh)
+    state = parallel.replicate_on_mesh(
+        parallel.TrainState.create(params, opt, model_state=rest), mesh
+    )
     step = parallel.data_parallel_step(loss_fn, opt, mesh)
     losses = []
     for batch in _batches():
@@ -137,7 +139,9 @@ def test_pmap_step_equals_shard_map_step():
     n = 4
     devices = jax.local_devices()[:n]
     mesh = parallel.make_mesh(n)
-    state = parallel.replicate(parallel.TrainState.create(params, opt, model_state=rest), mesh)
+    state = parallel.replicate_on_mesh(
+        parallel.TrainState.create(params, opt, model_state=rest), mesh
+    )
     pstate = parallel.replicate_for_pmap(
         parallel.TrainState.create(params, opt, model_state=rest), devices
     )

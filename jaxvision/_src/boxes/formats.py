@@ -1,8 +1,15 @@
-"""Box formats (``xyxy``, ``xywh``, ``cxcywh``) and box areas."""
+"""Box formats (``xyxy``, ``xywh``, ``cxcywh``) and box areas.
+
+The one conversion between formats: :func:`to_xyxy` / :func:`from_xyxy` serve the jitted
+functions and, through :func:`convert_host`, the NumPy code of the data pipelines.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -21,15 +28,24 @@ def to_xyxy(boxes: Array, fmt: str) -> tuple[Array, Array, Array, Array]:
     return a - half_w, b - half_h, a + half_w, b + half_h
 
 
-def from_xyxy(x1: Array, y1: Array, x2: Array, y2: Array, fmt: str) -> Array:
-    """Stacks corner coordinates ``[...]`` into boxes ``[..., 4]`` of format ``fmt``."""
+def from_xyxy(
+    x1: Array, y1: Array, x2: Array, y2: Array, fmt: str, *, xp: ModuleType = jnp
+) -> Array:
+    """Stacks corner coordinates ``[...]`` into boxes ``[..., 4]`` of format ``fmt``
+    (with ``xp.stack``: ``jnp`` by default, ``np`` for host arrays)."""
     if fmt == "xyxy":
         parts = (x1, y1, x2, y2)
     elif fmt == "xywh":
         parts = (x1, y1, x2 - x1, y2 - y1)
     else:
         parts = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
-    return jnp.stack(parts, axis=-1)
+    return xp.stack(parts, axis=-1)
+
+
+def convert_host(boxes: np.ndarray, in_fmt: str, out_fmt: str) -> np.ndarray:
+    """:func:`box_convert` for host NumPy arrays (input pipelines), in their own dtype."""
+    boxes = np.asarray(boxes)
+    return from_xyxy(*to_xyxy(boxes, checks.check_fmt(in_fmt)), checks.check_fmt(out_fmt), xp=np)
 
 
 @export("boxes.box_convert")
@@ -56,6 +72,10 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> Array:
     Examples:
       >>> box_convert(jnp.array([10.0, 20.0, 4.0, 6.0]), "cxcywh", "xyxy")
       Array([ 8., 17., 12., 23.], dtype=float32)
+
+    Examples:
+      >>> box_convert(jnp.array([[2.0, 1, 4, 2]]), "cxcywh", "xyxy")
+      Array([[0., 0., 4., 2.]], dtype=float32)
     """
     in_fmt = checks.check_fmt(in_fmt, "in_fmt")
     out_fmt = checks.check_fmt(out_fmt, "out_fmt")
@@ -84,6 +104,10 @@ def box_area(boxes: ArrayLike, *, fmt: str = "xyxy") -> Array:
 
     Raises:
       ValueError: ``fmt`` is unknown or the last dimension of ``boxes`` is not 4.
+
+    Examples:
+      >>> box_area(jnp.array([[0.0, 0, 4, 2], [1, 1, 1, 5]]))
+      Array([8., 0.], dtype=float32)
     """
     fmt = checks.check_fmt(fmt)
     boxes = checks.as_boxes(boxes, "boxes")

@@ -95,10 +95,8 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: flo
     return _pairwise(terms.iou, boxes1, boxes2, fmt, eps)
 
 
-@export("boxes.generalized_box_iou")
-def generalized_box_iou(
-    boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: float = 0.0
-) -> Array:
+@export("boxes.box_giou", deprecated=("boxes.generalized_box_iou",))
+def box_giou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: float = 0.0) -> Array:
     """Pairwise generalized IoU, ``GIoU = IoU - (C - U) / C``, in ``[-1, 1]``.
 
     ``C`` is the area of the smallest box enclosing both. Reference: Rezatofighi et al.,
@@ -117,14 +115,16 @@ def generalized_box_iou(
 
     Raises:
       ValueError, TypeError: as :func:`box_iou`.
+
+    Examples:
+      >>> box_giou(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 1, 3, 3], [3, 0, 4, 2]]))
+      Array([[-0.0794, -0.25      ]], dtype=float32)
     """
     return _pairwise(_giou, boxes1, boxes2, fmt, eps)
 
 
-@export("boxes.distance_box_iou")
-def distance_box_iou(
-    boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: float = 0.0
-) -> Array:
+@export("boxes.box_diou", deprecated=("boxes.distance_box_iou",))
+def box_diou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: float = 0.0) -> Array:
     """Pairwise distance IoU, ``DIoU = IoU - rho^2 / c^2``, in ``[-1, 1]``.
 
     ``rho`` is the distance between the box centres and ``c`` the diagonal of the
@@ -142,14 +142,16 @@ def distance_box_iou(
 
     Raises:
       ValueError, TypeError: as :func:`box_iou`.
+
+    Examples:
+      >>> box_diou(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 1, 3, 3]]))
+      Array([[0.0317]], dtype=float32)
     """
     return _pairwise(_diou, boxes1, boxes2, fmt, eps)
 
 
-@export("boxes.complete_box_iou")
-def complete_box_iou(
-    boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: float = 0.0
-) -> Array:
+@export("boxes.box_ciou", deprecated=("boxes.complete_box_iou",))
+def box_ciou(boxes1: ArrayLike, boxes2: ArrayLike, *, fmt: str = "xyxy", eps: float = 0.0) -> Array:
     """Pairwise complete IoU, ``CIoU = DIoU - alpha * v``.
 
     ``v = 4 / pi^2 * (atan(w2 / h2) - atan(w1 / h1))^2`` measures aspect-ratio
@@ -173,5 +175,9 @@ def complete_box_iou(
 
     Raises:
       ValueError, TypeError: as :func:`box_iou`.
+
+    Examples:
+      >>> box_ciou(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[0.0, 0, 4, 2]]))
+      Array([[0.4468]], dtype=float32)
     """
     return _pairwise(_ciou, boxes1, boxes2, fmt, eps)

@@ -35,6 +35,11 @@ def masks_to_boxes(masks: ArrayLike) -> Array:
 
     Raises:
       ValueError: ``masks`` has fewer than 2 dimensions.
+
+    Examples:
+      >>> masks = jnp.zeros((1, 4, 5), bool).at[0, 1:3, 2:5].set(True)
+      >>> masks_to_boxes(masks)
+      Array([[2., 1., 4., 2.]], dtype=float32)
     """
     masks = jnp.asarray(masks)
     if masks.ndim < 2:

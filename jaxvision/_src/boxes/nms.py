@@ -27,9 +27,7 @@ from jaxvision._src.boxes import checks, nms_kernel, terms
 from jaxvision._src.export import export
 
 _BLOCK = 256
-# Whether CUDA devices use the bitmask scan of :mod:`nms_kernel` (read at each call and
-# passed to the compiled function as a static argument, so a change takes effect).
-GPU_KERNEL = True
+METHODS = ("auto", "xla")
 
 
 def _check_threshold(iou_threshold: object) -> Array:
@@ -78,27 +76,6 @@ def _score_order(scores: Array) -> Array:
     return jax.lax.sort((nan.astype(jnp.int32), key, index), num_keys=3)[2]
 
 
-def _overlaps(a: Array, b: Array, threshold: Array, la: Array | None, lb: Array | None) -> Array:
-    """``IoU(a_i, b_j) > threshold`` for rows ``a: [P, 5]`` and ``b: [Q, 5]`` -> ``[P, Q]``.
-
-    A row is ``(x1, y1, x2, y2, area)``. The test is torchvision's CPU kernel's: the
-    float32 IoU ``I / (A_a + A_b - I)`` against the threshold (rounded down to float32 by
-    ``_check_threshold``, which makes the float32 comparison equal torchvision's against a
-    double), so ties at IoU == threshold resolve as in torchvision. Two empty boxes give
-    ``0 / 0``, and NaN coordinates NaN: both compare false (never suppress, never
-    suppressed). With labels ``la: [P]``, ``lb: [Q]``, boxes of different labels never
-    overlap.
-    """
-    a, b = a[:, None, :], b[None, :, :]
-    iw = jnp.maximum(jnp.minimum(a[..., 2], b[..., 2]) - jnp.maximum(a[..., 0], b[..., 0]), 0)
-    ih = jnp.maximum(jnp.minimum(a[..., 3], b[..., 3]) - jnp.maximum(a[..., 1], b[..., 1]), 0)
-    inter = iw * ih
-    hit = inter / (a[..., 4] + b[..., 4] - inter) > threshold
-    if la is not None and lb is not None:
-        hit &= la[:, None] == lb[None, :]
-    return hit
-
-
 def _greedy(
     rows: Array, labels: Array | None, threshold: Array, max_output: int
 ) -> tuple[Array, Array]:
@@ -126,7 +103,7 @@ def _greedy(
             c, hit = state
             start = c * block
             live = start + jnp.arange(block) < count
-            over = _overlaps(
+            over = terms.nms_overlaps(
                 take(kept, start), blk, threshold, take(kept_labels, start), blk_labels
             )
             return c + 1, hit | jnp.any(over & live[:, None], axis=0)
@@ -138,7 +115,7 @@ def _greedy(
         return hit
 
     def resolve_block(alive, blk, blk_labels):
-        over = _overlaps(blk, blk, threshold, blk_labels, blk_labels) & upper
+        over = terms.nms_overlaps(blk, blk, threshold, blk_labels, blk_labels) & upper
 
         def body(state):
             keep, _ = state
@@ -182,8 +159,11 @@ def _nms(
     iou_threshold: ArrayLike,
     max_output: int | None,
     fmt: str,
+    method: str,
 ) -> tuple[Array, Array]:
     fmt = checks.check_fmt(fmt)
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
     boxes = checks.as_boxes(boxes, "boxes")
     if boxes.ndim != 2:
         raise ValueError(f"`boxes` must have shape [N, 4], got shape {boxes.shape}")
@@ -206,7 +186,13 @@ def _nms(
     if n == 0 or max_output == 0:
         return jnp.full(max_output, -1, jnp.int32), jnp.int32(0)
     return _nms_compiled(
-        boxes, scores, labels, threshold, max_output=max_output, fmt=fmt, gpu_kernel=GPU_KERNEL
+        boxes,
+        scores,
+        labels,
+        threshold,
+        max_output=max_output,
+        fmt=fmt,
+        gpu_kernel=method == "auto",
     )
 
 
@@ -235,7 +221,7 @@ def _nms_compiled(
         return kept_pos[:max_output], count
 
     def bitmask(rows: Array) -> tuple[Array, Array]:
-        return nms_kernel.greedy_bitmask(rows, sorted_labels, threshold, max_output, _overlaps)
+        return nms_kernel.greedy_bitmask(rows, sorted_labels, threshold, max_output)
 
     if gpu_kernel and rows.shape[0] <= nms_kernel.MAX_BOXES:
         # On CUDA GPUs a bitmask and one scan kernel; elsewhere the blocked loop.
@@ -254,6 +240,7 @@ def nms(
     *,
     max_output: int | None = None,
     fmt: str = "xyxy",
+    method: str = "auto",
 ) -> tuple[Array, Array]:
     """Greedy non-maximum suppression with a fixed-size result, usable under jit and vmap.
 
@@ -280,6 +267,8 @@ def nms(
       max_output: static size of the result, ``None`` (default) for ``N``. Suppression
         stops once ``max_output`` boxes are kept, which also saves time.
       fmt: ``"xyxy"`` (default), ``"xywh"`` or ``"cxcywh"``.
+      method: static; ``"auto"`` (default) takes the bitmask kernel on CUDA GPUs and the
+        blocked loop elsewhere, ``"xla"`` the blocked loop everywhere.
 
     Returns:
       ``(indices, count)``: ``indices: [max_output]`` int32, the kept boxes' indices in
@@ -291,8 +280,13 @@ def nms(
       ValueError: ``boxes`` is not ``[N, 4]``, ``scores`` is not ``[N]``, ``fmt`` is
         unknown, or ``max_output`` is negative.
       TypeError: ``iou_threshold`` is not a real scalar or ``max_output`` not an int.
+
+    Examples:
+      >>> b = jnp.array([[0.0, 0, 2, 2], [0, 0, 2, 2.2], [3, 3, 4, 4]])
+      >>> nms(b, jnp.array([0.9, 0.8, 0.7]), 0.5)
+      (Array([ 0,  2, -1], dtype=int32), Array(2, dtype=int32))
     """
-    return _nms(boxes, scores, None, iou_threshold, max_output, fmt)
+    return _nms(boxes, scores, None, iou_threshold, max_output, fmt, method)
 
 
 @export("boxes.batched_nms")
@@ -304,6 +298,7 @@ def batched_nms(
     *,
     max_output: int | None = None,
     fmt: str = "xyxy",
+    method: str = "auto",
 ) -> tuple[Array, Array]:
     """Non-maximum suppression done independently per category, with a fixed-size result.
 
@@ -320,6 +315,7 @@ def batched_nms(
       iou_threshold: scalar; may be a traced value.
       max_output: static size of the result, ``None`` (default) for ``N``.
       fmt: ``"xyxy"`` (default), ``"xywh"`` or ``"cxcywh"``.
+      method: static backend choice, as in :func:`nms`.
 
     Returns:
       ``(indices [max_output] int32 padded with -1, count)`` as :func:`nms`.
@@ -327,5 +323,10 @@ def batched_nms(
     Raises:
       ValueError, TypeError: as :func:`nms`, and for ``idxs`` of the wrong shape or a
         non-integer dtype.
+
+    Examples:
+      >>> b = jnp.array([[0.0, 0, 2, 2], [0, 0, 2, 2.2], [3, 3, 4, 4]])
+      >>> batched_nms(b, jnp.array([0.9, 0.8, 0.7]), jnp.array([0, 1, 0]), 0.5, max_output=2)
+      (Array([0, 1], dtype=int32), Array(2, dtype=int32))
     """
-    return _nms(boxes, scores, idxs, iou_threshold, max_output, fmt)
+    return _nms(boxes, scores, idxs, iou_threshold, max_output, fmt, method)

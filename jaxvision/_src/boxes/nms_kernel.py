@@ -25,7 +25,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from jaxvision._src.varying import output_like
+from jaxvision._src.boxes.terms import nms_overlaps
+from jaxvision._src.jax_compat import output_like
 
 # Boxes the bitmask path takes: 32768 boxes make a 128 MiB mask (1024 words per row).
 MAX_BOXES = 1 << 15
@@ -38,7 +39,6 @@ def greedy_bitmask(
     labels: jax.Array | None,
     threshold: jax.Array,
     max_output: int,
-    overlaps,
     *,
     interpret: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
@@ -49,7 +49,6 @@ def greedy_bitmask(
       labels: ``[N]`` categories (boxes of different categories never overlap), or None.
       threshold: scalar IoU threshold.
       max_output: number of positions to return.
-      overlaps: ``(a, b, threshold, la, lb) -> [P, Q]`` bool, the overlap test of :mod:`nms`.
       interpret: run the scan in the Pallas interpreter (any device; for tests).
 
     Returns:
@@ -63,7 +62,7 @@ def greedy_bitmask(
     cols = jnp.pad(rows, ((0, n_pad - n), (0, 0)))
     col_labels = None if labels is None else jnp.pad(labels, (0, n_pad - n))
     later = jnp.arange(n)[:, None] < jnp.arange(n_pad)[None, :]
-    hit = overlaps(rows, cols, threshold, labels, col_labels) & later
+    hit = nms_overlaps(rows, cols, threshold, labels, col_labels) & later
     weights = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
     mask = jnp.sum(
         jnp.where(hit.reshape(n, words, 32), weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32

@@ -166,3 +166,24 @@ def ciou_alpha(v: Array, iou_value: Array, eps: float) -> Array:
     denominator is 0 (identical boxes with ``eps=0``).
     """
     return jax.lax.stop_gradient(safe_div(v, (1 - iou_value) + v + eps))
+
+
+def nms_overlaps(a: Array, b: Array, threshold: Array, la: Array | None, lb: Array | None) -> Array:
+    """``IoU(a_i, b_j) > threshold`` for rows ``a: [P, 5]`` and ``b: [Q, 5]`` -> ``[P, Q]``.
+
+    A row is ``(x1, y1, x2, y2, area)``. The test is torchvision's CPU kernel's: the
+    float32 IoU ``I / (A_a + A_b - I)`` against the threshold (rounded down to float32 by
+    ``nms._check_threshold``, which makes the float32 comparison equal torchvision's
+    against a double), so ties at IoU == threshold resolve as in torchvision. Two empty
+    boxes give ``0 / 0``, and NaN coordinates NaN: both compare false (never suppress,
+    never suppressed). With labels ``la: [P]``, ``lb: [Q]``, boxes of different labels
+    never overlap.
+    """
+    a, b = a[:, None, :], b[None, :, :]
+    iw = jnp.maximum(jnp.minimum(a[..., 2], b[..., 2]) - jnp.maximum(a[..., 0], b[..., 0]), 0)
+    ih = jnp.maximum(jnp.minimum(a[..., 3], b[..., 3]) - jnp.maximum(a[..., 1], b[..., 1]), 0)
+    inter = iw * ih
+    hit = inter / (a[..., 4] + b[..., 4] - inter) > threshold
+    if la is not None and lb is not None:
+        hit &= la[:, None] == lb[None, :]
+    return hit

@@ -8,7 +8,6 @@ targets are padded to a fixed count with a target mask.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -18,15 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jaxvision._src.data.shapes import DetectionDataset
+from jaxvision._src.boxes.formats import convert_host
+from jaxvision._src.data.datasets import CocoDetection, CocoFormatError, DetectionDataset
 from jaxvision._src.export import export
 
 _BOX_TOLERANCE = 1.0  # pixels a box may exceed its image (rounding in the annotation tools)
-
-
-@export("data.CocoFormatError")
-class CocoFormatError(ValueError):
-    """A COCO annotation file is malformed; the message names file, record and field."""
 
 
 @export("data.export_coco")
@@ -78,68 +73,6 @@ def export_coco(
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     return path
-
-
-@export("data.CocoDetection")
-@dataclasses.dataclass(frozen=True)
-class CocoDetection:
-    """A checked COCO detection dataset; images are read from disk when batched.
-
-    Attributes:
-      annotation_file: the JSON it was read from.
-      image_dir: the folder holding the image files.
-      coco: the parsed annotation JSON (the ground truth for ``coco_evaluate``).
-      image_ids: ``[N]`` COCO image ids, in file order.
-      file_names: ``N`` image file names relative to ``image_dir``.
-      sizes: ``[N, 2]`` int ``(height, width)`` of each image.
-      boxes: ``N`` arrays ``[T_i, 4]`` float32 ``xyxy`` in pixels (crowd regions excluded).
-      labels: ``N`` arrays ``[T_i]`` int32 contiguous labels ``0..C-1``.
-      category_ids: ``[C]`` the COCO category id of each contiguous label.
-      class_names: the ``C`` category names.
-    """
-
-    annotation_file: Path
-    image_dir: Path
-    coco: dict[str, Any]
-    image_ids: np.ndarray
-    file_names: tuple[str, ...]
-    sizes: np.ndarray
-    boxes: tuple[np.ndarray, ...]
-    labels: tuple[np.ndarray, ...]
-    category_ids: np.ndarray
-    class_names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.image_ids.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def read_image(self, index: int) -> np.ndarray:
-        """Image ``index`` as ``[H, W, 3]`` uint8 RGB; its size must match the record."""
-        path = self.image_dir / self.file_names[index]
-        if not path.is_file():
-            raise CocoFormatError(
-                f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
-                f"field 'file_name': no such file {path}"
-            )
-        try:
-            with Image.open(path) as im:
-                image = np.asarray(im.convert("RGB"))
-        except Exception as e:  # noqa: BLE001 - PIL raises OSError, struct.error, ...
-            raise CocoFormatError(
-                f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
-                f"field 'file_name': cannot decode {path} ({type(e).__name__}: {e}); "
-                "the file is truncated or not an image"
-            ) from e
-        if image.shape[:2] != tuple(self.sizes[index]):
-            raise CocoFormatError(
-                f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
-                f"fields 'height'/'width' say {tuple(self.sizes[index])} but {path} is "
-                f"{image.shape[:2]}"
-            )
-        return image
 
 
 def _fail(file: Path, where: str, field: str, problem: str) -> CocoFormatError:
@@ -229,16 +162,41 @@ def read_coco_detection(
     """
     file = Path(annotation_file)
     image_dir = Path(image_dir)
+    coco = _load_json(file)
+    categories, class_names = _read_categories(file, coco["categories"])
+    index_of, file_names, sizes = _read_images(file, coco["images"], image_dir, check_images)
+    fill_annotation_defaults(file, coco["annotations"])
+    boxes, labels = _read_annotations(file, coco["annotations"], categories, index_of, sizes)
+    return CocoDetection(
+        annotation_file=file,
+        image_dir=image_dir,
+        coco=coco,
+        image_ids=np.asarray(list(index_of), np.int64),
+        file_names=tuple(file_names),
+        sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
+        boxes=tuple(np.asarray(b, np.float32).reshape(-1, 4) for b in boxes),
+        labels=tuple(np.asarray(lab, np.int32) for lab in labels),
+        category_ids=np.asarray(list(categories), np.int64),
+        class_names=tuple(class_names),
+    )
+
+
+def _load_json(file: Path) -> dict[str, Any]:
+    """The parsed file, with the three top-level lists checked."""
     coco = load_coco_json(file)
     if not isinstance(coco, dict):
         raise CocoFormatError(f"{file}: top level: expected an object, got {type(coco).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             raise CocoFormatError(f"{file}: top level: field {key!r}: missing or not a list")
+    return coco
 
+
+def _read_categories(file: Path, records: list) -> tuple[dict[int, int], list[str]]:
+    """``({category id: contiguous label}, class names)``."""
     categories: dict[int, int] = {}
     class_names = []
-    for i, cat in enumerate(coco["categories"]):
+    for i, cat in enumerate(records):
         where = f"categories[{i}]"
         cid = _field(file, where, cat, "id", (int,))
         name = _field(file, where, cat, "name", (str,))
@@ -248,10 +206,16 @@ def read_coco_detection(
         class_names.append(name)
     if not categories:
         raise CocoFormatError(f"{file}: top level: field 'categories': empty")
+    return categories, class_names
 
+
+def _read_images(
+    file: Path, records: list, image_dir: Path, check_images: bool
+) -> tuple[dict[int, int], list[str], list[tuple[int, int]]]:
+    """``({image id: index}, file names, (height, width) sizes)`` in file order."""
     index_of: dict[int, int] = {}
     file_names, sizes = [], []
-    for i, img in enumerate(coco["images"]):
+    for i, img in enumerate(records):
         where = f"images[{i}]"
         iid = _field(file, where, img, "id", (int,))
         where = f"images[{i}] (id={iid})"
@@ -267,12 +231,21 @@ def read_coco_detection(
         index_of[iid] = len(file_names)
         file_names.append(name)
         sizes.append((height, width))
+    return index_of, file_names, sizes
 
-    fill_annotation_defaults(file, coco["annotations"])
-    boxes: list[list[list[float]]] = [[] for _ in file_names]
-    labels: list[list[int]] = [[] for _ in file_names]
+
+def _read_annotations(
+    file: Path,
+    records: list,
+    categories: dict[int, int],
+    index_of: dict[int, int],
+    sizes: list[tuple[int, int]],
+) -> tuple[list[list[list[float]]], list[list[int]]]:
+    """Per image, the clipped ``xyxy`` boxes and labels of the non-crowd annotations."""
+    boxes: list[list[list[float]]] = [[] for _ in sizes]
+    labels: list[list[int]] = [[] for _ in sizes]
     seen: set[int] = set()
-    for i, ann in enumerate(coco["annotations"]):
+    for i, ann in enumerate(records):
         where = f"annotations[{i}]"
         aid = _field(file, where, ann, "id", (int,))
         where = f"annotations[{i}] (id={aid})"
@@ -285,48 +258,40 @@ def read_coco_detection(
         cid = _field(file, where, ann, "category_id", (int,))
         if cid not in categories:
             raise _fail(file, where, "category_id", f"no category with id {cid}")
-        bbox = _field(file, where, ann, "bbox", (list,))
-        if len(bbox) != 4 or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in bbox
-        ):
-            raise _fail(file, where, "bbox", f"expected 4 finite numbers [x, y, w, h], got {bbox}")
-        x, y, w, h = (float(v) for v in bbox)
-        if w <= 0 or h <= 0:
-            raise _fail(file, where, "bbox", f"width and height must be > 0, got {bbox}")
         k = index_of[iid]
-        height, width = sizes[k]
-        tol = _BOX_TOLERANCE
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            raise _fail(
-                file, where, "bbox", f"{bbox} lies outside its image of {width}x{height} pixels"
-            )
+        box = _checked_box(file, where, ann, *sizes[k])
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
             raise _fail(file, where, "iscrowd", f"expected 0 or 1, got {crowd!r}")
-        x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
-        y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
-        if x1 <= x0 or y1 <= y0:
-            raise _fail(
-                file, where, "bbox", f"{bbox} has no area inside its image of {width}x{height}"
-            )
         if crowd:
             continue
-        boxes[k].append([x0, y0, x1, y1])
+        boxes[k].append(box)
         labels[k].append(categories[cid])
+    return boxes, labels
 
-    return CocoDetection(
-        annotation_file=file,
-        image_dir=image_dir,
-        coco=coco,
-        image_ids=np.asarray(list(index_of), np.int64),
-        file_names=tuple(file_names),
-        sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
-        boxes=tuple(np.asarray(b, np.float32).reshape(-1, 4) for b in boxes),
-        labels=tuple(np.asarray(lab, np.int32) for lab in labels),
-        category_ids=np.asarray(list(categories), np.int64),
-        class_names=tuple(class_names),
-    )
+
+def _checked_box(file: Path, where: str, ann: Any, height: int, width: int) -> list[float]:
+    """The annotation's ``[x, y, w, h]`` checked against its image, as clipped ``xyxy``."""
+    bbox = _field(file, where, ann, "bbox", (list,))
+    if len(bbox) != 4 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bbox
+    ):
+        raise _fail(file, where, "bbox", f"expected 4 finite numbers [x, y, w, h], got {bbox}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        raise _fail(file, where, "bbox", f"width and height must be > 0, got {bbox}")
+    tol = _BOX_TOLERANCE
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        raise _fail(
+            file, where, "bbox", f"{bbox} lies outside its image of {width}x{height} pixels"
+        )
+    x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
+    y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
+    if x1 <= x0 or y1 <= y0:
+        raise _fail(
+            file, where, "bbox", f"{bbox} has no area inside its image of {width}x{height}"
+        )
+    return [x0, y0, x1, y1]
 
 
 @export("data.bucket_size")
@@ -428,11 +393,8 @@ def _batch(
 
 def xyxy_pixels_to_cxcywh_unit(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
     """``[..., 4]`` ``xyxy`` pixel boxes to ``cxcywh`` normalised by the image size."""
-    boxes = np.asarray(boxes, np.float32)
-    x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
-    return np.stack(
-        [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height], -1
-    ).astype(np.float32)
+    cxcywh = convert_host(np.asarray(boxes, np.float32), "xyxy", "cxcywh")
+    return (cxcywh / np.array([width, height, width, height], np.float32)).astype(np.float32)
 
 
 @export("data.detection_targets")

@@ -11,12 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxvision._src.data.coco import (
-    CocoDetection,
-    CocoFormatError,
-    fill_annotation_defaults,
-    load_coco_json,
-)
+from jaxvision._src.data.coco import fill_annotation_defaults, load_coco_json
+from jaxvision._src.data.datasets import CocoDetection, CocoFormatError
 from jaxvision._src.export import export
 
 COCO_METRIC_NAMES: tuple[str, ...] = (
@@ -117,7 +113,7 @@ def detections_to_coco(
     return records
 
 
-@export("data.coco_evaluate")
+@export("metrics.coco_evaluate", deprecated=("data.coco_evaluate",))
 def coco_evaluate(
     ground_truth: CocoDetection | dict[str, Any] | str | Path,
     detections: list[dict[str, Any]],

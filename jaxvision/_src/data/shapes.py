@@ -9,46 +9,15 @@ and validation splits draw from independent streams of the same seed.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from jaxvision._src.data.datasets import DetectionDataset
 from jaxvision._src.export import export
 
 SHAPE_CLASSES: tuple[str, ...] = ("square", "circle", "triangle")
 _SPLITS = {"train": 0, "val": 1}
 _PLACEMENT_TRIES = 12
 _CHUNK = 256  # images generated at once; bounds memory, fixed for determinism
-
-
-@export("data.DetectionDataset")
-@dataclasses.dataclass(frozen=True)
-class DetectionDataset:
-    """Images with padded box targets, all in host memory.
-
-    Attributes:
-      images: ``[N, H, W, 3]`` uint8 RGB.
-      boxes: ``[N, T, 4]`` float32 ``xyxy`` in pixels (x to the right, y down); padding rows
-        are zero.
-      labels: ``[N, T]`` int32 contiguous class indices ``0..C-1``; padding is ``-1``.
-      mask: ``[N, T]`` bool, True for real objects.
-      class_names: the ``C`` class names, index ``i`` names label ``i``.
-      image_ids: ``[N]`` int64 ids (COCO ``image_id``), starting at 1.
-    """
-
-    images: np.ndarray
-    boxes: np.ndarray
-    labels: np.ndarray
-    mask: np.ndarray
-    class_names: tuple[str, ...]
-    image_ids: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -140,24 +109,7 @@ def _generate(
     yy, xx = np.meshgrid(centres, centres, indexing="ij")
 
     for k in range(t):
-        # Candidate squares [n, tries]: side and top-left corner in whole pixels.
-        side = rng.integers(min_size, max_size + 1, size=(n, _PLACEMENT_TRIES))
-        x0 = np.floor(rng.uniform(0, 1, size=side.shape) * (s - side + 1)).astype(int)
-        y0 = np.floor(rng.uniform(0, 1, size=side.shape) * (s - side + 1)).astype(int)
-        cand = np.stack([x0, y0, x0 + side, y0 + side], -1).astype(np.float32)
-        # A candidate is free when it keeps a 1-pixel gap to every earlier box.
-        prev = boxes[:, None, :k]  # [n, 1, k, 4]
-        c = cand[:, :, None]  # [n, tries, 1, 4]
-        apart = (
-            (c[..., 2] + 1 <= prev[..., 0])
-            | (prev[..., 2] + 1 <= c[..., 0])
-            | (c[..., 3] + 1 <= prev[..., 1])
-            | (prev[..., 3] + 1 <= c[..., 1])
-        )
-        free = np.all(apart | ~mask[:, None, :k], axis=-1)  # [n, tries]
-        found = free.any(-1)
-        pick = np.argmax(free, -1)
-        box = cand[np.arange(n), pick]  # [n, 4]
+        box, found = _free_square(rng, boxes[:, :k], mask[:, :k], s, min_size, max_size)
         active = (k < wanted) & found
         cls = rng.integers(0, len(SHAPE_CLASSES), size=n)
         colour = rng.uniform(0, 255, size=(n, 3))
@@ -165,32 +117,9 @@ def _generate(
         diff = colour - background[:, 0, 0]
         close = np.linalg.norm(diff, axis=-1) < 90.0
         colour = np.where(close[:, None], (background[:, 0, 0] + 128.0) % 256.0, colour)
-
-        x0, y0, x1, y1 = (box[:, i, None, None].astype(np.float32) for i in range(4))
-        cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
-        inside_box = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
-        circle = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
-        # Upward triangle: apex at the top centre, base along the bottom edge.
-        triangle = inside_box & (np.abs(xx - cx) <= (yy - y0) / 2.0)
-        shape = np.where(
-            cls[:, None, None] == 0, inside_box, np.where(cls[:, None, None] == 1, circle, triangle)
-        )
-        shape &= active[:, None, None]
+        shape = _shape_masks(box, cls, xx, yy) & active[:, None, None]
         canvas = np.where(shape[..., None], colour[:, None, None, :].astype(np.float32), canvas)
-
-        # The box is the exact pixel extent of the drawn shape.
-        rows, cols = shape.any(2), shape.any(1)
-        has = rows.any(1)
-        ext = np.stack(
-            [
-                np.argmax(cols, 1),
-                np.argmax(rows, 1),
-                s - np.argmax(cols[:, ::-1], 1),
-                s - np.argmax(rows[:, ::-1], 1),
-            ],
-            -1,
-        ).astype(np.float32)
-        boxes[:, k] = np.where(has[:, None], ext, 0.0)
+        boxes[:, k], has = _pixel_extent(shape)
         labels[:, k] = np.where(has, cls, -1)
         mask[:, k] = has
 
@@ -202,3 +131,63 @@ def _generate(
     mask = np.take_along_axis(mask, order, 1)
     images = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return images, boxes, labels, mask
+
+
+def _free_square(
+    rng: np.random.Generator,
+    prev: np.ndarray,
+    prev_mask: np.ndarray,
+    s: int,
+    min_size: int,
+    max_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A square per image keeping a 1-pixel gap to the earlier boxes ``prev [n, k, 4]``:
+    ``(box [n, 4] xyxy, found [n])``, the first of ``_PLACEMENT_TRIES`` random candidates."""
+    n = prev.shape[0]
+    # Candidate squares [n, tries]: side and top-left corner in whole pixels.
+    side = rng.integers(min_size, max_size + 1, size=(n, _PLACEMENT_TRIES))
+    x0 = np.floor(rng.uniform(0, 1, size=side.shape) * (s - side + 1)).astype(int)
+    y0 = np.floor(rng.uniform(0, 1, size=side.shape) * (s - side + 1)).astype(int)
+    cand = np.stack([x0, y0, x0 + side, y0 + side], -1).astype(np.float32)
+    prev = prev[:, None]  # [n, 1, k, 4]
+    c = cand[:, :, None]  # [n, tries, 1, 4]
+    apart = (
+        (c[..., 2] + 1 <= prev[..., 0])
+        | (prev[..., 2] + 1 <= c[..., 0])
+        | (c[..., 3] + 1 <= prev[..., 1])
+        | (prev[..., 3] + 1 <= c[..., 1])
+    )
+    free = np.all(apart | ~prev_mask[:, None], axis=-1)  # [n, tries]
+    return cand[np.arange(n), np.argmax(free, -1)], free.any(-1)
+
+
+def _shape_masks(box: np.ndarray, cls: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """``[n, s, s]`` pixels of a square, circle or upward triangle (``cls`` 0, 1, 2) in
+    each ``box [n, 4]``, tested at the pixel centres ``xx``, ``yy``."""
+    x0, y0, x1, y1 = (box[:, i, None, None].astype(np.float32) for i in range(4))
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+    inside_box = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+    circle = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+    # Upward triangle: apex at the top centre, base along the bottom edge.
+    triangle = inside_box & (np.abs(xx - cx) <= (yy - y0) / 2.0)
+    return np.where(
+        cls[:, None, None] == 0, inside_box, np.where(cls[:, None, None] == 1, circle, triangle)
+    )
+
+
+def _pixel_extent(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact ``xyxy`` pixel extent of each drawn ``shape [n, s, s]`` (zeros where
+    nothing was drawn) and whether anything was."""
+    s = shape.shape[-1]
+    rows, cols = shape.any(2), shape.any(1)
+    has = rows.any(1)
+    ext = np.stack(
+        [
+            np.argmax(cols, 1),
+            np.argmax(rows, 1),
+            s - np.argmax(cols[:, ::-1], 1),
+            s - np.argmax(rows[:, ::-1], 1),
+        ],
+        -1,
+    ).astype(np.float32)
+    return np.where(has[:, None], ext, 0.0), has

@@ -93,6 +93,10 @@ def iou_loss(
       ValueError: shapes differ, a last dimension is not 4, ``fmt`` or ``reduction`` is
         unknown, ``eps`` < 0 or ``power`` <= 0.
       TypeError: ``eps`` or ``power`` is not a float.
+
+    Examples:
+      >>> iou_loss(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 2]]))
+      Array([0.6667], dtype=float32)
     """
     eps, power = _options(eps, power)
 
@@ -133,6 +137,10 @@ def giou_loss(
 
     Raises:
       ValueError, TypeError: as :func:`iou_loss`.
+
+    Examples:
+      >>> giou_loss(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 2]]))
+      Array([0.6667], dtype=float32)
     """
     eps, power = _options(eps, power)
 
@@ -173,6 +181,10 @@ def diou_loss(
 
     Raises:
       ValueError, TypeError: as :func:`iou_loss`.
+
+    Examples:
+      >>> diou_loss(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 2]]))
+      Array([0.7436], dtype=float32)
     """
     eps, power = _options(eps, power)
 
@@ -218,6 +230,10 @@ def ciou_loss(
 
     Raises:
       ValueError, TypeError: as :func:`iou_loss`.
+
+    Examples:
+      >>> ciou_loss(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 3]]), reduction="mean")
+      Array(0.8198, dtype=float32)
     """
     eps, power = _options(eps, power)
 
@@ -273,6 +289,10 @@ def eiou_loss(
 
     Raises:
       ValueError, TypeError: as :func:`iou_loss`, and for a negative ``focal_gamma``.
+
+    Examples:
+      >>> eiou_loss(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 3]]))
+      Array([0.9306], dtype=float32)
     """
     eps, power = _options(eps, power)
     gamma = checks.check_float(focal_gamma, "focal_gamma")
@@ -337,6 +357,10 @@ def siou_loss(
 
     Raises:
       ValueError, TypeError: as :func:`iou_loss`, and for ``theta`` < 1.
+
+    Examples:
+      >>> siou_loss(jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 3]]))
+      Array([0.8320], dtype=float32)
     """
     eps, power = _options(eps, power)
     theta = checks.check_float(theta, "theta", minimum=1.0)

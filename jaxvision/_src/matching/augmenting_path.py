@@ -47,7 +47,11 @@ _SEARCH, _AUGMENT, _DONE = 0, 1, 2
 
 
 def solve_rows(
-    cost: jax.Array, row_active: jax.Array, n_pairs: int | None = None
+    cost: jax.Array,
+    row_active: jax.Array,
+    n_pairs: int | None = None,
+    *,
+    gpu_kernel: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Runs :func:`_solve_rows`, in auto-sharding mode over any explicit mesh axes.
 
@@ -67,7 +71,7 @@ def solve_rows(
     b, m, n = cost.shape
     if b == 0 or m == 0 or n == 0:  # nothing to assign (and no zero-size kernel grid)
         return jnp.full((b, n), -1, jnp.int32), jnp.full((b, m), -1, jnp.int32)
-    solve = functools.partial(_solve_rows, n_pairs=n_pairs)
+    solve = functools.partial(_solve_rows, n_pairs=n_pairs, gpu_kernel=gpu_kernel)
     if not explicit:
         return solve(cost, row_active)
     batch_spec = jax.sharding.PartitionSpec(sharding.spec[0] if sharding.spec else None, None)
@@ -77,7 +81,7 @@ def solve_rows(
 
 
 def _solve_rows(
-    cost: jax.Array, row_active: jax.Array, n_pairs: int | None
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, gpu_kernel: bool
 ) -> tuple[jax.Array, jax.Array]:
     """Assigns every active row of each problem to a distinct column at minimum total cost.
 
@@ -89,6 +93,7 @@ def _solve_rows(
       n_pairs: with it, NaN and +-inf entries stand for the large finite cost of
         :func:`~jaxvision._src.matching.costs.replacement_cost` with this bound; without it,
         ``cost`` must be finite except for ``+inf`` at forbidden columns.
+      gpu_kernel: whether CUDA devices run the Pallas kernel (else the flat XLA loop).
 
     Returns:
       ``(col4row, row4col)``: ``[B, N]`` int32 column of each row and ``[B, M]`` int32 row of
@@ -96,18 +101,15 @@ def _solve_rows(
 
     The implementation is chosen for the device at lowering time: on the CPU a greedy start
     in one elementwise pass and rounds of the unsolved problems; on CUDA GPUs one Pallas
-    kernel (:mod:`augmenting_path_kernel`); elsewhere a flat XLA loop over the batch.
+    kernel (:mod:`augmenting_path_kernel`) unless ``gpu_kernel`` is false; elsewhere a flat
+    XLA loop over the batch.
     """
     solvers = {"cpu": _solve_on_cpu, "default": _solve_flat}
-    if GPU_KERNEL:
+    if gpu_kernel:
         solvers["cuda"] = _solve_with_kernel
     return lax.platform_dependent(
         cost, row_active, **{k: functools.partial(f, n_pairs=n_pairs) for k, f in solvers.items()}
     )
-
-
-# Whether CUDA devices run the Pallas kernel (True) or the flat XLA loop.
-GPU_KERNEL = True
 
 
 def _greedy_start(best: jax.Array, row_active: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from jaxvision._src.varying import output_like
+from jaxvision._src.jax_compat import output_like
 
 _SEARCH, _AUGMENT, _DONE = 0, 1, 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.matching.costs import check_costs_and_mask, finite_costs, working_dtype
@@ -12,7 +13,7 @@ from jaxvision._src.matching.costs import check_costs_and_mask, finite_costs, wo
 
 @export("matching.greedy_match")
 @jax.jit
-def greedy_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def greedy_match(costs: ArrayLike, target_mask: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Greedy matching of queries to padded targets: NOT exact, a baseline for comparisons.
 
     Repeatedly takes the cheapest remaining (query, real target) pair of each image and
@@ -32,6 +33,11 @@ def greedy_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, j
     Returns:
       ``(query_of_target, target_of_query)``: ``[B, T]`` and ``[B, Q]`` int32, -1 where
       unmatched.
+
+    Examples:
+      >>> costs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]])  # [B=1, Q=3, T=2]
+      >>> greedy_match(costs, jnp.array([[True, True]]))
+      (Array([[1, 0]], dtype=int32), Array([[ 1,  0, -1]], dtype=int32))
     """
     costs = jnp.asarray(costs)
     target_mask = jnp.asarray(target_mask)

@@ -7,6 +7,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.matching.augmenting_path import solve_rows
@@ -17,10 +18,21 @@ from jaxvision._src.matching.costs import (
     working_dtype,
 )
 
+METHODS = ("auto", "xla")
+
+
+def _check_method(method: str) -> bool:
+    """``method`` validated; returns whether CUDA devices run the Pallas kernel."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method == "auto"
+
 
 @export("matching.linear_sum_assignment")
-@functools.partial(jax.jit, static_argnames=("maximize",))
-def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("maximize", "method"))
+def linear_sum_assignment(
+    cost: ArrayLike, *, maximize: bool = False, method: str = "auto"
+) -> tuple[jax.Array, jax.Array]:
     """Exact minimum (or maximum) cost assignment, like ``scipy.optimize.linear_sum_assignment``.
 
     Rectangular matrices are allowed: ``K = min(N, M)`` pairs are returned, every row
@@ -32,6 +44,7 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
         whenever possible: they become a large finite cost of the minimisation (of ``-cost``
         with ``maximize``), as in ``hungarian_match``.
       maximize: maximise the total instead of minimising it.
+      method: static backend choice, as in :func:`hungarian_match`.
 
     Returns:
       ``(row_ind, col_ind)``: ``[..., K]`` int32 each, ``row_ind`` increasing, so that
@@ -42,7 +55,12 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
 
     Reference: D. F. Crouse, "On implementing 2D rectangular assignment algorithms",
     IEEE TAES 52(4), 2016 (the algorithm scipy uses).
+
+    Examples:
+      >>> linear_sum_assignment(jnp.array([[4.0, 1, 3], [2, 0, 5], [3, 2, 2]]))
+      (Array([0, 1, 2], dtype=int32), Array([1, 0, 2], dtype=int32))
     """
+    gpu_kernel = _check_method(method)
     cost = jnp.asarray(cost)
     if cost.ndim < 2:
         raise ValueError(f"cost must have shape [..., N, M], got shape {cost.shape}")
@@ -59,7 +77,7 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
     if not transposed:
         c = jnp.swapaxes(c, 1, 2)  # the solver's layout: [B, columns, rows]
     rows = jnp.ones((c.shape[0], c.shape[2]), bool)
-    col4row, _ = solve_rows(fit_range(c, rows, k), rows, n_pairs=k)
+    col4row, _ = solve_rows(fit_range(c, rows, k), rows, n_pairs=k, gpu_kernel=gpu_kernel)
     if transposed:
         order = jnp.argsort(col4row, axis=1).astype(jnp.int32)
         row_ind = jnp.take_along_axis(col4row, order, axis=1)
@@ -71,8 +89,10 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
 
 
 @export("matching.hungarian_match")
-@jax.jit
-def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("method",))
+def hungarian_match(
+    costs: ArrayLike, target_mask: ArrayLike, *, method: str = "auto"
+) -> tuple[jax.Array, jax.Array]:
     """Exact batched bipartite matching of queries to padded targets, on device.
 
     For each image, every real target gets a distinct query so that the sum of the matched
@@ -87,6 +107,10 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
         matching that avoids them is always preferred when one exists (costs too large
         for that, past about 1e33 in float32, are first scaled by a power of two).
       target_mask: ``[B, T]`` bool, True for real targets (padding is False).
+      method: static backend choice. ``"auto"`` (default): the device's fastest solver,
+        chosen at lowering time (rounds of the unsolved problems on the CPU, one Pallas
+        kernel on CUDA GPUs, a flat XLA loop elsewhere); ``"xla"``: no Pallas kernel (the
+        flat XLA loop on CUDA). Both give an optimal matching.
 
     Returns:
       ``(query_of_target, target_of_query)``: ``[B, T]`` int32 query matched to each target
@@ -100,7 +124,13 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
 
     Reference: N. Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020;
     D. F. Crouse, "On implementing 2D rectangular assignment algorithms", IEEE TAES 2016.
+
+    Examples:
+      >>> costs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]])  # [B=1, Q=3, T=2]
+      >>> hungarian_match(costs, jnp.array([[True, True]]))
+      (Array([[1, 0]], dtype=int32), Array([[ 1,  0, -1]], dtype=int32))
     """
+    gpu_kernel = _check_method(method)
     costs = jnp.asarray(costs)
     target_mask = jnp.asarray(target_mask)
     check_costs_and_mask(costs, target_mask, "hungarian_match")
@@ -115,13 +145,15 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
     c = jax.lax.stop_gradient(costs).astype(dtype)
     c = fit_range(c, mask, min(q, t))  # 1 unless costs pass ~1e33: see fit_range
     if t <= q:
-        col4row, row4col = solve_rows(c, mask, n_pairs=t)
+        col4row, row4col = solve_rows(c, mask, n_pairs=t, gpu_kernel=gpu_kernel)
         query_of_target = jnp.where(mask, col4row, -1)
         return query_of_target, row4col
-    return _match_more_targets_than_queries(finite_costs(c, mask, q), mask)
+    return _match_more_targets_than_queries(finite_costs(c, mask, q), mask, gpu_kernel)
 
 
-def _match_more_targets_than_queries(c: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _match_more_targets_than_queries(
+    c: jax.Array, mask: jax.Array, gpu_kernel: bool
+) -> tuple[jax.Array, jax.Array]:
     """``T > Q``: pads queries to ``T`` and, per image, lets the smaller side be the rows.
 
     Args:
@@ -138,7 +170,9 @@ def _match_more_targets_than_queries(c: jax.Array, mask: jax.Array) -> tuple[jax
     by_query = jnp.where(mask[:, :, None], jnp.swapaxes(square, 1, 2), inf)
     flip = jnp.sum(mask, axis=1) > q
     rows = jnp.where(flip[:, None], query_real[None, :], mask)
-    col4row, row4col = solve_rows(jnp.where(flip[:, None, None], by_query, by_target), rows)
+    col4row, row4col = solve_rows(
+        jnp.where(flip[:, None, None], by_query, by_target), rows, gpu_kernel=gpu_kernel
+    )
     query_of_target = jnp.where(flip[:, None], row4col, col4row)
     target_of_query = jnp.where(flip[:, None], col4row, row4col)[:, :q]
     query_of_target = jnp.where(mask, query_of_target, -1)

@@ -21,8 +21,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from jaxvision._src.export import export
+from jaxvision._src.export import export, export_deprecated
 from jaxvision._src.metrics.histogram import histogram
 
 # The bin index t * (C + 1) + p must fit in int32.
@@ -51,7 +52,7 @@ def check_ignore_index(ignore_index: int | None) -> int | None:
     return int(ignore_index)
 
 
-def _check_labels(name: str, labels: jax.Array) -> jax.Array:
+def _check_labels(name: str, labels: ArrayLike) -> jax.Array:
     if not isinstance(labels, jax.Array) and not jax.config.jax_enable_x64:
         host = np.asarray(labels)
         if host.dtype.kind in "iu" and host.dtype.itemsize == 8:
@@ -65,7 +66,7 @@ def _check_labels(name: str, labels: jax.Array) -> jax.Array:
     if labels.dtype == jnp.bool_:
         return labels.astype(jnp.int32)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-        hint = " (for scores use confusion_matrix_from_logits)" if name == "pred" else ""
+        hint = " (for scores use confusion_from_logits)" if name == "pred" else ""
         raise TypeError(f"{name} must hold integer class labels, got dtype {labels.dtype}{hint}")
     return labels
 
@@ -91,10 +92,10 @@ def _bin_indices(
     return jnp.where(keep, t * (c + 1) + p, c * (c + 1))
 
 
-@export("metrics.confusion_matrix")
-def confusion_matrix(
-    target: jax.Array,
-    pred: jax.Array,
+@export("metrics.confusion_from_labels")
+def confusion_from_labels(
+    pred: ArrayLike,
+    target: ArrayLike,
     num_classes: int,
     *,
     ignore_index: int | None = None,
@@ -105,17 +106,20 @@ def confusion_matrix(
     Pure and jit-able; labels may have any shape and any integer dtype (``uint8``
     included: the bin index is computed in int32, so ``C * t + p`` never wraps).
 
+    Prediction first, as every jaxvision metric and loss (and torchmetrics); the matrix
+    still has ground truth on its rows.
+
     Args:
-      target: ``[...]`` ground-truth labels, integer dtype. Pixels equal to
-        ``ignore_index`` or outside ``[0, num_classes)`` are dropped.
-      pred: ``[...]`` predicted labels, same shape. A prediction outside
+      pred: ``[...]`` predicted labels, integer dtype. A prediction outside
         ``[0, num_classes)`` is a miss for the true class only (column ``C``).
+      target: ``[...]`` ground-truth labels, same shape. Pixels equal to
+        ``ignore_index`` or outside ``[0, num_classes)`` are dropped.
       num_classes: ``C``, a static int in ``[1, 46000]``.
       ignore_index: target label to drop, or ``None``. It may name a class in
         ``[0, C)`` (the mmseg behaviour: target pixels of that class are dropped while
         predictions of it still count as false positives); scores asked through
         :func:`segmentation_scores` or :class:`ConfusionState` refuse such a collision.
-      per_image: if true, axis 0 of ``target`` / ``pred`` indexes images and one matrix
+      per_image: if true, axis 0 of ``pred`` / ``target`` indexes images and one matrix
         per image is returned (for per-image averaging).
 
     Returns:
@@ -129,9 +133,14 @@ def confusion_matrix(
       TypeError: non-integer labels or a non-int ``num_classes`` / ``ignore_index``.
       ValueError: shapes differ, ``num_classes`` out of range, too many pixels.
 
-    Example:
-      >>> cm = confusion_matrix(jnp.array([0, 0, 1, 1]), jnp.array([0, 2, 1, 1]), 3)
-      >>> mean_iou(cm)  # IoU [0.5, 1, 0]
+    Examples:
+      >>> cm = confusion_from_labels(jnp.array([0, 2, 1, 1]), jnp.array([0, 0, 1, 1]), 3)
+      >>> cm
+      Array([[1, 0, 1, 0],
+             [0, 2, 0, 0],
+             [0, 0, 0, 0]], dtype=int32)
+      >>> from jaxvision import metrics
+      >>> metrics.mean_iou(cm)  # IoU [0.5, 1, 0]
       Array(0.5, dtype=float32)
     """
     num_classes = check_num_classes(num_classes)
@@ -140,7 +149,7 @@ def confusion_matrix(
     pred = _check_labels("pred", pred)
     if target.shape != pred.shape:
         raise ValueError(
-            f"target and pred must have the same shape, got {target.shape} and {pred.shape}"
+            f"pred and target must have the same shape, got {pred.shape} and {target.shape}"
         )
     if target.size > MAX_PIXELS_PER_CALL:
         raise ValueError(
@@ -174,30 +183,51 @@ def _nan_last_argmax(logits: jax.Array, axis: int) -> jax.Array:
     return jnp.where(jnp.all(nan, axis=axis), logits.shape[axis], pred)
 
 
-@export("metrics.confusion_matrix_from_logits")
-def confusion_matrix_from_logits(
-    target: jax.Array,
-    logits: jax.Array,
+@export_deprecated("metrics.confusion_matrix", replacement="metrics.confusion_from_labels")
+def confusion_matrix(
+    target: ArrayLike,
+    pred: ArrayLike,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+) -> jax.Array:
+    """Deprecated: ``confusion_from_labels(pred, target, ...)``, the arguments swapped."""
+    return confusion_from_labels(
+        pred, target, num_classes, ignore_index=ignore_index, per_image=per_image
+    )
+
+
+@export("metrics.confusion_from_logits")
+def confusion_from_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
     *,
     axis: int = -1,
     ignore_index: int | None = None,
     per_image: bool = False,
 ) -> jax.Array:
-    """Confusion matrix of ``target`` against ``argmax(logits, axis)``.
+    """Confusion matrix of ``argmax(logits, axis)`` against ``target``.
 
     Args:
-      target: ``[...]`` integer labels (the logits' shape without the class axis).
       logits: scores with a class axis of size ``C`` at ``axis``: ``[N, H, W, C]``
         with the default ``axis=-1`` (JAX layout), ``[N, C, H, W]`` with ``axis=1``
         (PyTorch layout). Ties go to the lowest class, as ``jnp.argmax``. A NaN logit
         ranks last (below ``-inf``), so it never wins; a pixel whose logits are all NaN
         is predicted as no class (counted in column ``C``, a miss).
+      target: ``[...]`` integer labels (the logits' shape without the class axis).
       axis: the class axis of ``logits``.
-      ignore_index: as in :func:`confusion_matrix`.
-      per_image: as in :func:`confusion_matrix`.
+      ignore_index: as in :func:`confusion_from_labels`.
+      per_image: as in :func:`confusion_from_labels`.
 
     Returns:
       ``[C, C + 1]`` int32 counts (``[N, C, C + 1]`` with ``per_image``).
+
+    Examples:
+      >>> logits = jnp.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+      >>> confusion_from_logits(logits, jnp.array([0, 1, 1]))
+      Array([[1, 0, 0],
+             [1, 1, 0]], dtype=int32)
     """
     logits = jnp.asarray(logits)
     if logits.ndim < 1:
@@ -208,6 +238,23 @@ def confusion_matrix_from_logits(
         raise TypeError(f"logits must be floating point, got dtype {logits.dtype}")
     num_classes = logits.shape[axis]
     pred = _nan_last_argmax(logits, axis)
-    return confusion_matrix(
-        target, pred, num_classes, ignore_index=ignore_index, per_image=per_image
+    return confusion_from_labels(
+        pred, target, num_classes, ignore_index=ignore_index, per_image=per_image
+    )
+
+
+@export_deprecated(
+    "metrics.confusion_matrix_from_logits", replacement="metrics.confusion_from_logits"
+)
+def confusion_matrix_from_logits(
+    target: ArrayLike,
+    logits: ArrayLike,
+    *,
+    axis: int = -1,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+) -> jax.Array:
+    """Deprecated: ``confusion_from_logits(logits, target, ...)``, the arguments swapped."""
+    return confusion_from_logits(
+        logits, target, axis=axis, ignore_index=ignore_index, per_image=per_image
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 
 
 @export("metrics.reduce_zero_label")
-def reduce_zero_label(labels: jax.Array, *, ignore_index: int = 255) -> jax.Array:
+def reduce_zero_label(labels: ArrayLike, *, ignore_index: int = 255) -> jax.Array:
     """Shifts labels down by one and makes label 0 ``ignore_index`` (mmseg's option).
 
     For datasets such as ADE20K where 0 means "other / unlabelled" and classes are
@@ -22,6 +23,10 @@ def reduce_zero_label(labels: jax.Array, *, ignore_index: int = 255) -> jax.Arra
 
     Returns:
       ``[...]`` labels of the same dtype.
+
+    Examples:
+      >>> reduce_zero_label(jnp.array([0, 1, 2, 255], jnp.uint8))
+      Array([255,   0,   1, 255], dtype=uint8)
     """
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):

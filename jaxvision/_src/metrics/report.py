@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.metrics import scores
@@ -15,13 +17,12 @@ NAN = float("nan")
 _PER_CLASS: dict[str, Callable[..., jax.Array]] = {
     "class_iou": scores.class_iou,
     "class_accuracy": scores.class_accuracy,
-    "dice": scores.dice,
-    "precision": scores.precision,
-    "recall": scores.recall,
+    "class_dice": scores.class_dice,
+    "class_precision": scores.class_precision,
 }
 _MEANS: dict[str, Callable[..., jax.Array]] = {
     "mean_iou": scores.mean_iou,
-    "mean_pixel_accuracy": scores.mean_pixel_accuracy,
+    "mean_accuracy": scores.mean_accuracy,
     "mean_dice": scores.mean_dice,
 }
 _NO_ABSENT: dict[str, Callable[..., jax.Array]] = {
@@ -29,6 +30,13 @@ _NO_ABSENT: dict[str, Callable[..., jax.Array]] = {
     "frequency_weighted_iou": scores.frequency_weighted_iou,
 }
 SCORE_NAMES: tuple[str, ...] = (*_NO_ABSENT, *_MEANS, *_PER_CLASS)
+# Score names before the class_<score> / mean_<score> renames; still accepted with a warning.
+_OLD_NAMES = {
+    "mean_pixel_accuracy": "mean_accuracy",
+    "dice": "class_dice",
+    "precision": "class_precision",
+    "recall": "class_accuracy",
+}
 
 
 def _check_collision(name: str, num_classes: int, ignore_index: int | None) -> None:
@@ -43,7 +51,7 @@ def _check_collision(name: str, num_classes: int, ignore_index: int | None) -> N
 
 @export("metrics.segmentation_scores")
 def segmentation_scores(
-    cm: jax.Array | np.ndarray,
+    cm: ArrayLike,
     names: Sequence[str] | None = None,
     *,
     absent: float = NAN,
@@ -55,8 +63,10 @@ def segmentation_scores(
       cm: ``[..., C, C + 1]`` or ``[..., C, C]`` confusion matrix (int counts, host int64
         included, or float).
       names: scores to compute, from ``pixel_accuracy``, ``frequency_weighted_iou``,
-        ``mean_iou``, ``mean_pixel_accuracy``, ``mean_dice``, ``class_iou``,
-        ``class_accuracy``, ``dice``, ``precision``, ``recall``; ``None`` for all.
+        ``mean_iou``, ``mean_accuracy``, ``mean_dice``, ``class_iou``,
+        ``class_accuracy``, ``class_dice``, ``class_precision``; ``None`` for all. The
+        old names ``mean_pixel_accuracy``, ``dice``, ``precision`` and ``recall`` still
+        work (under their old keys) with a ``DeprecationWarning``.
       absent: the absent-class policy of the scores that take one (NaN: undefined and
         excluded from means).
       ignore_index: the ``ignore_index`` the matrix was built with. One that names a class
@@ -67,18 +77,27 @@ def segmentation_scores(
 
     Raises:
       ValueError: unknown name, or ``ignore_index`` inside ``[0, C)``.
+
+    Examples:
+      >>> segmentation_scores(jnp.array([[3, 1], [0, 4]]), ["mean_iou", "class_iou"])
+      {'mean_iou': Array(0.775, dtype=float32), 'class_iou': Array([0.75, 0.8 ], dtype=float32)}
     """
     cm = scores.as_float_counts(cm)
     names = SCORE_NAMES if names is None else tuple(names)
     out = {}
-    for name in names:
+    for key in names:
+        name = _OLD_NAMES.get(key, key)
+        if name != key:
+            warnings.warn(
+                f"score name {key!r} is deprecated; use {name!r}", DeprecationWarning, stacklevel=2
+            )
         if name not in SCORE_NAMES:
-            raise ValueError(f"unknown score {name!r}; known: {list(SCORE_NAMES)}")
+            raise ValueError(f"unknown score {key!r}; known: {list(SCORE_NAMES)}")
         _check_collision(name, cm.shape[-2], ignore_index)
         if name in _NO_ABSENT:
-            out[name] = _NO_ABSENT[name](cm)
+            out[key] = _NO_ABSENT[name](cm)
         else:
-            out[name] = {**_MEANS, **_PER_CLASS}[name](cm, absent=absent)
+            out[key] = {**_MEANS, **_PER_CLASS}[name](cm, absent=absent)
     return out
 
 
@@ -88,7 +107,7 @@ def _fmt(value: float, digits: int) -> str:
 
 @export("metrics.segmentation_report")
 def segmentation_report(
-    cm: jax.Array | np.ndarray,
+    cm: ArrayLike,
     class_names: Sequence[str] | None = None,
     *,
     absent: float = NAN,
@@ -109,8 +128,14 @@ def segmentation_report(
     Returns:
       The table as a string, ready to print.
 
-    Example:
-      >>> print(segmentation_report(state.counts(), ["road", "sidewalk", ...]))
+    Examples:
+      >>> print(segmentation_report(jnp.array([[3, 1], [0, 4]]), ["road", "sidewalk"]))
+      class       IoU     Acc   Dice    Prec  GT pixels  pred pixels
+      --------  -----  ------  -----  ------  ---------  -----------
+      road      75.00   75.00  85.71  100.00          4            3
+      sidewalk  80.00  100.00  88.89   80.00          4            5
+      <BLANKLINE>
+      aAcc 87.50  mAcc 87.50  mIoU 77.50  fwIoU 77.50  mDice 87.30
     """
     cm = np.asarray(jax.device_get(cm))
     if cm.ndim != 2:
@@ -132,8 +157,8 @@ def segmentation_report(
             names[i],
             _fmt(res["class_iou"][i], digits),
             _fmt(res["class_accuracy"][i], digits),
-            _fmt(res["dice"][i], digits),
-            _fmt(res["precision"][i], digits),
+            _fmt(res["class_dice"][i], digits),
+            _fmt(res["class_precision"][i], digits),
             f"{gt[i]:,.0f}",
             f"{predicted[i]:,.0f}",
         ]
@@ -151,7 +176,7 @@ def segmentation_report(
     out.append("")
     out.append(
         f"aAcc {_fmt(res['pixel_accuracy'], digits)}  "
-        f"mAcc {_fmt(res['mean_pixel_accuracy'], digits)}  "
+        f"mAcc {_fmt(res['mean_accuracy'], digits)}  "
         f"mIoU {_fmt(res['mean_iou'], digits)}  "
         f"fwIoU {_fmt(res['frequency_weighted_iou'], digits)}  "
         f"mDice {_fmt(res['mean_dice'], digits)}"

@@ -4,7 +4,7 @@ With ``n_ij`` the pixels of true class ``i`` predicted as ``j``, ``t_i`` the pix
 true class ``i`` (row sum, misses included) and ``p_j`` the pixels predicted as ``j``:
 
 - pixel accuracy ``sum_i n_ii / sum_i t_i``;
-- class accuracy (recall) ``n_ii / t_i``, precision ``n_ii / p_i``;
+- class accuracy (per-class recall) ``n_ii / t_i``, precision ``n_ii / p_i``;
 - IoU ``n_ii / (t_i + p_i - n_ii)``, frequency-weighted IoU ``sum_i t_i IoU_i / sum_i t_i``;
 - Dice ``2 n_ii / (t_i + p_i)`` (Dice 1945), F-beta
   ``(1 + b^2) n_ii / ((1 + b^2) n_ii + b^2 (t_i - n_ii) + (p_i - n_ii))``.
@@ -17,7 +17,11 @@ defined (``nanmean``, as FCN and mmseg); with ``absent=0.0``, a class predicted 
 in the target counts as 0 (torchmetrics ``average="macro"``). A class that occurs nowhere
 never enters a mean. When no class is left, the mean is NaN.
 
-Every function takes ``cm: [..., C, C + 1]`` (as built by ``confusion_matrix``, last
+Names pair up: ``class_<score>`` is ``[..., C]`` and ``mean_<score>`` its mean over the
+occurring classes (``class_iou`` / ``mean_iou``, ``class_dice`` / ``mean_dice``,
+``class_accuracy`` / ``mean_accuracy``).
+
+Every function takes ``cm: [..., C, C + 1]`` (as built by ``confusion_from_labels``, last
 column = predictions outside ``[0, C)``) or a square ``[..., C, C]`` matrix, int counts
 (host ``int64`` arrays from ``ConfusionState.counts()`` included) or float; leading axes
 (e.g. one matrix per image) are kept. Scores are float32.
@@ -30,13 +34,14 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from jaxvision._src.export import export
+from jaxvision._src.export import export, export_deprecated
 
 NAN = float("nan")
 
 
-def as_float_counts(cm: jax.Array | np.ndarray) -> jax.Array:
+def as_float_counts(cm: ArrayLike) -> jax.Array:
     """Validates a confusion matrix and returns it as float32 ``[..., C, C or C + 1]``."""
     if isinstance(cm, np.ndarray) and cm.dtype.kind in "iu":
         # Host counts may exceed int32; float64 keeps them exact before rounding to f32.
@@ -71,7 +76,7 @@ def _mean(values: jax.Array, occurs: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _all_scores(cm: jax.Array, absent: jax.Array, beta2: jax.Array) -> dict[str, jax.Array]:
+def _all_scores(cm: ArrayLike, absent: jax.Array, beta2: jax.Array) -> dict[str, jax.Array]:
     """Every score of a float32 matrix; one compiled function per shape in eager use."""
     c = cm.shape[-2]
     square = cm[..., :c]
@@ -89,26 +94,26 @@ def _all_scores(cm: jax.Array, absent: jax.Array, beta2: jax.Array) -> dict[str,
     return {
         "pixel_accuracy": _ratio(hits.sum(-1), t.sum(-1), nan),
         "class_accuracy": acc,
-        "precision": _ratio(hits, p, absent),
-        "mean_pixel_accuracy": _mean(acc, occurs),
+        "class_precision": _ratio(hits, p, absent),
+        "mean_accuracy": _mean(acc, occurs),
         "class_iou": iou,
         "mean_iou": _mean(iou, occurs),
         "frequency_weighted_iou": _ratio(
             (t * _ratio(hits, t + p - hits, jnp.float32(0.0))).sum(-1), t.sum(-1), nan
         ),
-        "dice": dice,
+        "class_dice": dice,
         "mean_dice": _mean(dice, occurs),
-        "fbeta_score": fbeta,
+        "class_fbeta": fbeta,
     }
 
 
-def _score(name: str, cm: jax.Array, absent: float = NAN, beta: float = 1.0) -> jax.Array:
+def _score(name: str, cm: ArrayLike, absent: float = NAN, beta: float = 1.0) -> jax.Array:
     cm = as_float_counts(cm)
     return _all_scores(cm, _check_absent(absent), jnp.float32(beta) ** 2)[name]
 
 
 @export("metrics.pixel_accuracy")
-def pixel_accuracy(cm: jax.Array) -> jax.Array:
+def pixel_accuracy(cm: ArrayLike) -> jax.Array:
     """Pixel accuracy ``sum_i n_ii / sum_i t_i`` (FCN); NaN when no pixel is counted.
 
     Equals torchmetrics ``MulticlassAccuracy(average="micro")`` and mmseg ``aAcc``.
@@ -118,13 +123,19 @@ def pixel_accuracy(cm: jax.Array) -> jax.Array:
 
     Returns:
       ``[...]`` float32.
+
+    Examples:
+      >>> pixel_accuracy(jnp.array([[3, 1], [0, 4]]))
+      Array(0.875, dtype=float32)
     """
     return _score("pixel_accuracy", cm)
 
 
-@export("metrics.class_accuracy")
-def class_accuracy(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
-    """Per-class accuracy (recall) ``n_ii / t_i``; ``absent`` where ``t_i = 0``.
+@export("metrics.class_accuracy", deprecated=("metrics.recall",))
+def class_accuracy(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
+    """Per-class accuracy ``n_ii / t_i`` (per-class recall); ``absent`` where ``t_i = 0``.
+
+    mmseg's ``Acc``; torchmetrics ``MulticlassRecall(average="none")`` with ``absent=0.0``.
 
     Args:
       cm: ``[..., C, C + 1]`` or ``[..., C, C]`` confusion matrix.
@@ -132,26 +143,16 @@ def class_accuracy(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[..., C]`` float32.
+
+    Examples:
+      >>> class_accuracy(jnp.array([[3, 1, 0], [0, 4, 0], [0, 0, 0]]))
+      Array([0.75, 1.  ,  nan], dtype=float32)
     """
     return _score("class_accuracy", cm, absent)
 
 
-@export("metrics.recall")
-def recall(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
-    """Per-class recall ``n_ii / t_i`` (the same as :func:`class_accuracy`).
-
-    Args:
-      cm: ``[..., C, C + 1]`` or ``[..., C, C]`` confusion matrix.
-      absent: value where ``t_i = 0``.
-
-    Returns:
-      ``[..., C]`` float32.
-    """
-    return class_accuracy(cm, absent=absent)
-
-
-@export("metrics.precision")
-def precision(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
+@export("metrics.class_precision", deprecated=("metrics.precision",))
+def class_precision(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
     """Per-class precision ``n_ii / p_i``; ``absent`` where ``p_i = 0``.
 
     Args:
@@ -160,13 +161,17 @@ def precision(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[..., C]`` float32.
+
+    Examples:
+      >>> class_precision(jnp.array([[3, 1], [0, 4]]))
+      Array([1. , 0.8], dtype=float32)
     """
-    return _score("precision", cm, absent)
+    return _score("class_precision", cm, absent)
 
 
-@export("metrics.mean_pixel_accuracy")
-def mean_pixel_accuracy(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
-    """Mean pixel accuracy ``mean_i n_ii / t_i`` over occurring classes (FCN).
+@export("metrics.mean_accuracy", deprecated=("metrics.mean_pixel_accuracy",))
+def mean_accuracy(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
+    """Mean class accuracy ``mean_i n_ii / t_i`` over occurring classes (FCN's "mean accuracy").
 
     With the default, classes without ground-truth pixels are excluded (FCN, mmseg
     ``mAcc``); with ``absent=0.0``, a class only predicted counts as 0 (torchmetrics
@@ -178,12 +183,16 @@ def mean_pixel_accuracy(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[...]`` float32, NaN if no class is left.
+
+    Examples:
+      >>> mean_accuracy(jnp.array([[3, 1, 0], [0, 4, 0], [0, 0, 0]]))
+      Array(0.875, dtype=float32)
     """
-    return _score("mean_pixel_accuracy", cm, absent)
+    return _score("mean_accuracy", cm, absent)
 
 
 @export("metrics.class_iou")
-def class_iou(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
+def class_iou(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
     """Per-class intersection over union ``n_ii / (t_i + p_i - n_ii)``.
 
     A class in neither target nor prediction gets ``absent`` (NaN as mmseg; torchmetrics
@@ -195,17 +204,21 @@ def class_iou(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[..., C]`` float32.
+
+    Examples:
+      >>> class_iou(jnp.array([[3, 1], [0, 4]]))
+      Array([0.75, 0.8 ], dtype=float32)
     """
     return _score("class_iou", cm, absent)
 
 
 @export("metrics.mean_iou")
-def mean_iou(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
+def mean_iou(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
     """Mean IoU over the classes that occur in the target or the prediction (FCN mIoU).
 
     Equals mmseg ``mIoU`` and torchmetrics ``MulticlassJaccardIndex(average="macro")``
     (whatever ``absent``: only classes with an empty union are absent here). For a
-    per-image mean, pass ``confusion_matrix(..., per_image=True)`` and average the result.
+    per-image mean, pass ``confusion_from_labels(..., per_image=True)`` and average the result.
 
     Args:
       cm: ``[..., C, C + 1]`` or ``[..., C, C]`` confusion matrix.
@@ -213,12 +226,16 @@ def mean_iou(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[...]`` float32, NaN if no class occurs.
+
+    Examples:
+      >>> mean_iou(jnp.array([[3, 1], [0, 4]]))
+      Array(0.775, dtype=float32)
     """
     return _score("mean_iou", cm, absent)
 
 
 @export("metrics.frequency_weighted_iou")
-def frequency_weighted_iou(cm: jax.Array) -> jax.Array:
+def frequency_weighted_iou(cm: ArrayLike) -> jax.Array:
     """Frequency-weighted IoU ``sum_i t_i IoU_i / sum_i t_i`` (FCN).
 
     Equals torchmetrics ``MulticlassJaccardIndex(average="weighted")``. Classes without
@@ -229,12 +246,16 @@ def frequency_weighted_iou(cm: jax.Array) -> jax.Array:
 
     Returns:
       ``[...]`` float32.
+
+    Examples:
+      >>> frequency_weighted_iou(jnp.array([[3, 1], [0, 4]]))
+      Array(0.775, dtype=float32)
     """
     return _score("frequency_weighted_iou", cm)
 
 
-@export("metrics.dice")
-def dice(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
+@export("metrics.class_dice", deprecated=("metrics.dice",))
+def class_dice(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
     """Per-class Dice coefficient ``2 n_ii / (t_i + p_i)`` (Dice 1945; F1 score).
 
     Args:
@@ -243,12 +264,16 @@ def dice(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[..., C]`` float32.
+
+    Examples:
+      >>> class_dice(jnp.array([[3, 1], [0, 4]]))
+      Array([0.8571, 0.8889 ], dtype=float32)
     """
-    return _score("dice", cm, absent)
+    return _score("class_dice", cm, absent)
 
 
 @export("metrics.mean_dice")
-def mean_dice(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
+def mean_dice(cm: ArrayLike, *, absent: float = NAN) -> jax.Array:
     """Mean Dice over the classes that occur in the target or the prediction (mmseg mDice).
 
     Args:
@@ -257,16 +282,21 @@ def mean_dice(cm: jax.Array, *, absent: float = NAN) -> jax.Array:
 
     Returns:
       ``[...]`` float32, NaN if no class occurs.
+
+    Examples:
+      >>> mean_dice(jnp.array([[3, 1], [0, 4]]))
+      Array(0.8730, dtype=float32)
     """
     return _score("mean_dice", cm, absent)
 
 
-@export("metrics.fbeta_score")
-def fbeta_score(cm: jax.Array, beta: float = 1.0, *, absent: float = NAN) -> jax.Array:
+@export("metrics.class_fbeta")
+def class_fbeta(cm: ArrayLike, *, beta: float = 1.0, absent: float = NAN) -> jax.Array:
     """Per-class F-beta ``(1 + b^2) P R / (b^2 P + R)`` from counts (van Rijsbergen 1979).
 
     Computed as ``(1 + b^2) n_ii / ((1 + b^2) n_ii + b^2 (t_i - n_ii) + (p_i - n_ii))``,
-    which is defined whenever the class occurs; ``beta = 1`` gives :func:`dice`.
+    which is defined whenever the class occurs; ``beta = 1`` gives :func:`class_dice`.
+    Equals torchmetrics ``MulticlassFBetaScore(beta, average="none")`` with ``absent=0.0``.
 
     Args:
       cm: ``[..., C, C + 1]`` or ``[..., C, C]`` confusion matrix.
@@ -275,9 +305,20 @@ def fbeta_score(cm: jax.Array, beta: float = 1.0, *, absent: float = NAN) -> jax
 
     Returns:
       ``[..., C]`` float32.
+
+    Examples:
+      >>> cm = jnp.array([[2, 2], [0, 4]])  # class 0: P = 1, R = 0.5
+      >>> class_fbeta(cm, beta=2.0)
+      Array([0.5556 , 0.9091], dtype=float32)
     """
     if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
         raise ValueError(f"beta must be a positive number, got {beta!r}")
     if not math.isfinite(beta):
         raise ValueError(f"beta must be finite, got {beta!r}")
-    return _score("fbeta_score", cm, absent, float(beta))
+    return _score("class_fbeta", cm, absent, float(beta))
+
+
+@export_deprecated("metrics.fbeta_score", replacement="metrics.class_fbeta")
+def fbeta_score(cm: ArrayLike, beta: float = 1.0, *, absent: float = NAN) -> jax.Array:
+    """Deprecated: ``class_fbeta(cm, beta=beta, absent=absent)`` (``beta`` keyword-only)."""
+    return class_fbeta(cm, beta=beta, absent=absent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,12 +10,13 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.metrics.confusion import (
     check_ignore_index,
     check_num_classes,
-    confusion_matrix,
+    confusion_from_labels,
 )
 from jaxvision._src.metrics.report import segmentation_scores
 
@@ -23,7 +25,6 @@ from jaxvision._src.metrics.report import segmentation_scores
 # stays below 2**31, and `high` holds up to 2**31 - 1, so totals are exact to 2**47 pixels.
 _BITS = 16
 _MASK = (1 << _BITS) - 1
-MAX_DEVICES = 1 << 15
 
 
 def _normalize(low: jax.Array, high: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -75,7 +76,7 @@ def _host_words(cm: np.ndarray) -> tuple[jax.Array, jax.Array]:
 class ConfusionState:
     """Accumulated confusion counts of a dataset: an immutable pytree.
 
-    Use it as an optax-style state: ``init`` once, ``update`` per batch (inside ``jit``),
+    Use it as an optax-style state: ``init`` once, ``add_labels`` per batch (inside ``jit``),
     ``merge`` two states (e.g. from two evaluation workers), ``psum`` across devices inside
     ``shard_map``, then read the exact host counts with ``counts`` or all scores with
     ``compute``. Dataset-level aggregation (sum the counts, then score), as FCN and mmseg;
@@ -87,12 +88,19 @@ class ConfusionState:
     Attributes:
       low: ``[C, C + 1]`` int32, the count modulo ``2**16``.
       high: ``[C, C + 1]`` int32, the count divided by ``2**16``.
-      ignore_index: static target label dropped by ``update`` (see ``confusion_matrix``).
+      ignore_index: static target label dropped by ``add_labels`` (see
+        ``confusion_from_labels``).
 
-    Example:
-      >>> state = ConfusionState.init(19, ignore_index=255)
-      >>> state = jax.jit(ConfusionState.update)(state, target, pred)
-      >>> state.compute()["mean_iou"]
+    Examples:
+      >>> state = ConfusionState.init(3, ignore_index=255)
+      >>> pred, target = jnp.array([0, 2, 1, 1]), jnp.array([0, 0, 1, 255])
+      >>> state = jax.jit(ConfusionState.add_labels)(state, pred, target)
+      >>> state.counts()
+      array([[1, 0, 1, 0],
+             [0, 1, 0, 0],
+             [0, 0, 0, 0]])
+      >>> state.compute(["mean_iou"])
+      {'mean_iou': Array(0.5, dtype=float32)}
     """
 
     low: jax.Array
@@ -110,21 +118,30 @@ class ConfusionState:
 
         Args:
           num_classes: ``C``, a static int.
-          ignore_index: target label to drop in every ``update``, or ``None``.
+          ignore_index: target label to drop in every ``add_labels``, or ``None``.
         """
         c = check_num_classes(num_classes)
         zeros = jnp.zeros((c, c + 1), jnp.int32)
         return cls(low=zeros, high=zeros, ignore_index=check_ignore_index(ignore_index))
 
-    def update(self, target: jax.Array, pred: jax.Array) -> ConfusionState:
+    def add_labels(self, pred: ArrayLike, target: ArrayLike) -> ConfusionState:
         """Adds the pixels of one batch of label maps (any shape, integer dtypes).
 
         Args:
-          target: ``[...]`` ground-truth labels.
-          pred: ``[...]`` predicted labels, same shape; at most ``2**31 - 1`` pixels.
+          pred: ``[...]`` predicted labels; at most ``2**31 - 1`` pixels.
+          target: ``[...]`` ground-truth labels, same shape.
         """
-        cm = confusion_matrix(target, pred, self.num_classes, ignore_index=self.ignore_index)
+        cm = confusion_from_labels(pred, target, self.num_classes, ignore_index=self.ignore_index)
         return self.add_matrix(cm)
+
+    def update(self, target: ArrayLike, pred: ArrayLike) -> ConfusionState:
+        """Deprecated: ``add_labels(pred, target)``, the arguments swapped."""
+        warnings.warn(
+            "ConfusionState.update(target, pred) is deprecated; use add_labels(pred, target)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.add_labels(pred, target)
 
     def add_matrix(self, cm: jax.Array) -> ConfusionState:
         """Adds an integer ``[C, C + 1]`` (or ``[N, C, C + 1]``) matrix of non-negative counts.
@@ -136,7 +153,7 @@ class ConfusionState:
         split into the two words in their own dtype, so nothing wraps below ``2**47``.
 
         Args:
-          cm: counts as returned by ``confusion_matrix``, e.g. computed per image.
+          cm: counts as returned by ``confusion_from_labels``, e.g. computed per image.
         """
         c = self.num_classes
         host = not isinstance(cm, jax.Array)

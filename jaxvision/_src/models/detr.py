@@ -10,6 +10,7 @@ pixel); the class head scores ``C + 1`` classes with "no object" LAST; boxes are
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -99,10 +100,12 @@ class BoxHead(nnx.Module):
 class DETR(nnx.Module):
     """DETR object detector in Flax NNX.
 
-    Call: ``model(images, pixel_mask, *, train=False)``. ``train=True`` turns dropout on
-    (keys from the ``dropout`` stream, or ``default`` when absent, of the ``rngs`` given
-    at construction); the frozen BatchNorm statistics never change, so the model has no
-    other train/eval difference.
+    Call: ``model(images, pixel_mask)``. Train / eval is module state, as everywhere in
+    Flax NNX: the model is built in eval mode; ``model.train()`` turns dropout on (keys
+    from the ``dropout`` stream, or ``default`` when absent, of the ``rngs`` given at
+    construction) and ``model.eval()`` off again. The frozen BatchNorm statistics never
+    change, so the model has no other train/eval difference. Under ``nnx.split`` the mode
+    is part of the graph definition: split after setting it.
 
     Padded pixels (``pixel_mask`` False) are set to 0 before the backbone, so the images
     are zero-padded after normalisation, as official DETR and HF pad; the output then
@@ -118,6 +121,9 @@ class DETR(nnx.Module):
     Args:
       config: the ``DETRConfig``.
       rngs: parameter initialisation and dropout keys.
+
+    See docs/detr.md for a forward pass and a training step (a DETR takes tens of seconds
+    to build on a CPU, too long for a docstring example).
     """
 
     def __init__(self, config: DETRConfig, *, rngs: nnx.Rngs) -> None:
@@ -126,10 +132,10 @@ class DETR(nnx.Module):
         self.backbone = ResNet(c.backbone, in_channels=c.in_channels, dtype=dt, rngs=rngs)
         self.input_proj = nnx.Linear(self.backbone.out_channels, d, dtype=dt, rngs=rngs)
         if c.position_encoding == "sine":
-            self.position_encoding = SinePositionEncoding(d // 2)
+            self.position_encoding = SinePositionEncoding(d // 2, dtype=dt)
         else:
             self.position_encoding = LearnedPositionEncoding(
-                d // 2, max_size=c.max_learned_positions, rngs=rngs
+                d // 2, max_size=c.max_learned_positions, dtype=dt, rngs=rngs
             )
         self.query_embed = nnx.Param(jax.random.normal(rngs.params(), (c.num_queries, d)))
         layer_args = dict(
@@ -159,6 +165,8 @@ class DETR(nnx.Module):
         self.decoder_norm = nnx.LayerNorm(d, epsilon=1e-5, dtype=dt, rngs=rngs)
         self.class_head = nnx.Linear(d, c.num_classes + 1, dtype=dt, rngs=rngs)
         self.box_head = BoxHead(d, dt, rngs)
+        self.deterministic = True  # the mode, set with every submodule's by train() / eval()
+        self.eval()
 
     def check_inputs(self, images: jax.Array, pixel_mask: jax.Array) -> None:
         """Raises ValueError/TypeError for inputs the model cannot take (at trace time)."""
@@ -190,12 +198,30 @@ class DETR(nnx.Module):
             )
 
     def __call__(
-        self, images: jax.Array, pixel_mask: jax.Array, *, train: bool = False
+        self, images: jax.Array, pixel_mask: jax.Array, *, train: bool | None = None
     ) -> dict[str, object]:
-        """``images``: ``[B, H, W, 3]`` float, ``pixel_mask``: ``[B, H, W]`` -> outputs."""
+        """``images``: ``[B, H, W, 3]`` float, ``pixel_mask``: ``[B, H, W]`` -> outputs.
+
+        ``train`` is deprecated: set the mode with ``model.train()`` / ``model.eval()``.
+        Given, it applies to this call only (with a ``DeprecationWarning``).
+        """
+        if train is None:
+            return self._forward(images, pixel_mask)
+        warnings.warn(
+            "DETR(..., train=...) is deprecated; use model.train() / model.eval()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        was_training = not self.deterministic
+        self.train() if train else self.eval()
+        try:
+            return self._forward(images, pixel_mask)
+        finally:
+            self.train() if was_training else self.eval()
+
+    def _forward(self, images: jax.Array, pixel_mask: jax.Array) -> dict[str, object]:
         self.check_inputs(images, pixel_mask)
         c = self.config
-        det = not train
         dt = c.dtype or jnp.float32
         # Padding is 0 after normalisation, as official DETR and HF pad: whatever the
         # padded pixels hold (a uint8 0 normalised to about -2.1, say), the output is that
@@ -204,11 +230,11 @@ class DETR(nnx.Module):
         features = self.backbone(jnp.where(real[..., None], images, 0).astype(dt))
         b, h, w, _ = features.shape
         mask = downsample_pixel_mask(real, (h, w))
-        pos = self.position_encoding(mask, dtype=dt).reshape(b, h * w, c.d_model)
+        pos = self.position_encoding(mask).reshape(b, h * w, c.d_model)
         src = self.input_proj(features).reshape(b, h * w, c.d_model)
         mask = mask.reshape(b, h * w)
         for layer in self.encoder_layers:
-            src = layer(src, pos, mask, deterministic=det)
+            src = layer(src, pos, mask)
         if self.encoder_norm is not None:
             src = self.encoder_norm(src)
         query_pos = jnp.broadcast_to(
@@ -217,7 +243,7 @@ class DETR(nnx.Module):
         tgt = jnp.zeros_like(query_pos)
         hidden = []
         for i, layer in enumerate(self.decoder_layers):
-            tgt = layer(tgt, src, pos, query_pos, mask, deterministic=det)
+            tgt = layer(tgt, src, pos, query_pos, mask)
             if c.aux_loss or i == len(self.decoder_layers) - 1:
                 hidden.append(self.decoder_norm(tgt))
         hs = jnp.stack(hidden)

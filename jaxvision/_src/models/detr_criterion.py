@@ -19,19 +19,19 @@ Batches are static-shaped: targets are padded to ``T`` slots with a boolean ``ma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from jaxvision import boxes as _boxes
-from jaxvision import losses as _losses
-from jaxvision import matching as _matching
+from jaxvision._src.boxes.iou import box_giou
 from jaxvision._src.export import export
-
-Matcher = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+from jaxvision._src.losses.iou_losses import giou_loss
+from jaxvision._src.matching.hungarian import hungarian_match
+from jaxvision._src.matching.matcher import Matcher
 
 
 def _check_array(x: Any, name: str, ndim: int, last: int | None = None) -> jax.Array:
@@ -96,12 +96,12 @@ def _check_targets(targets: Any, num_classes: int) -> tuple[jax.Array, jax.Array
     return labels, boxes, mask
 
 
-@export("models.detr_matching_cost")
-def detr_matching_cost(
-    logits: jax.Array,
-    pred_boxes: jax.Array,
-    labels: jax.Array,
-    target_boxes: jax.Array,
+@export("models.detr_matching_costs", deprecated=("models.detr_matching_cost",))
+def detr_matching_costs(
+    logits: ArrayLike,
+    pred_boxes: ArrayLike,
+    labels: ArrayLike,
+    target_boxes: ArrayLike,
     *,
     cost_class: float = 1.0,
     cost_bbox: float = 5.0,
@@ -135,7 +135,7 @@ def detr_matching_cost(
     pb = pred_boxes.astype(jnp.float32)
     tb = target_boxes.astype(jnp.float32)
     bbox_cost = jnp.abs(pb[..., :, None, :] - tb[..., None, :, :]).sum(-1)
-    giou = _boxes.generalized_box_iou(pb, tb, fmt="cxcywh")
+    giou = box_giou(pb, tb, fmt="cxcywh")
     return cost_class * class_cost + cost_bbox * bbox_cost - cost_giou * giou
 
 
@@ -173,7 +173,7 @@ def _layer_terms(
     l1 = jnp.where(matched, jnp.abs(src - tgt).sum(-1), 0.0)
     giou = jnp.where(
         matched,
-        _losses.giou_loss(src, tgt, fmt="cxcywh", reduction="none", eps=0.0),
+        giou_loss(src, tgt, fmt="cxcywh", reduction="none", eps=0.0),
         0.0,
     )
 
@@ -213,7 +213,7 @@ def detr_loss(
     """The DETR set criterion (Carion et al., ECCV 2020): matching, then CE + L1 + GIoU.
 
     Each decoder layer (the final one and, with ``aux_loss``, every auxiliary one) is
-    matched to the targets on its own with ``detr_matching_cost`` and ``matcher``; all
+    matched to the targets on its own with ``detr_matching_costs`` and ``matcher``; all
     layers are matched in one call of ``jax.vmap(matcher)``. The loss of one layer is
     ``class_weight * CE + bbox_weight * L1 + giou_weight * (1 - GIoU)``:
 
@@ -266,38 +266,19 @@ def detr_loss(
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     labels, target_boxes, mask = _check_targets(targets, int(num_classes))
     batch = labels.shape[0]
-    logits, pred_boxes = _check_prediction(outputs, "outputs", num_classes, batch, None)
-    queries = logits.shape[1]
-    layers: list[tuple[jax.Array, jax.Array]] = []
-    aux = outputs.get("aux") if aux_loss else None
-    if aux:
-        if not isinstance(aux, Sequence):
-            raise TypeError(f"outputs['aux'] must be a sequence of dicts, got {type(aux)}")
-        for i, layer in enumerate(aux):
-            layers.append(
-                _check_prediction(layer, f"outputs['aux'][{i}]", num_classes, batch, queries)
-            )
-    layers.append((logits, pred_boxes))
-    matcher = _matching.hungarian_match if matcher is None else matcher
-
-    all_logits = jnp.stack([lg.astype(jnp.float32) for lg, _ in layers])  # [L, B, Q, C+1]
-    all_boxes = jnp.stack([bx.astype(jnp.float32) for _, bx in layers])  # [L, B, Q, 4]
-    num_layers = all_logits.shape[0]
+    all_logits, all_boxes = _stacked_layers(outputs, num_classes, batch, aux_loss)
     labels = jnp.where(mask, labels, 0)
-
-    costs = detr_matching_cost(
+    target_of_query = _match_layers(
         all_logits,
         all_boxes,
-        jnp.broadcast_to(labels, (num_layers, *labels.shape)),
-        jnp.broadcast_to(target_boxes, (num_layers, *target_boxes.shape)),
+        labels,
+        target_boxes,
+        mask,
+        hungarian_match if matcher is None else matcher,
         cost_class=cost_class,
         cost_bbox=cost_bbox,
         cost_giou=cost_giou,
-    )  # [L, B, Q, T]
-    # vmap over layers rather than a reshape to [L * B]: it keeps a sharded batch axis intact.
-    _, target_of_query = jax.vmap(matcher, in_axes=(0, None))(costs, mask)
-    target_of_query = jax.lax.stop_gradient(target_of_query)  # [L, B, Q]
-
+    )
     terms = jax.vmap(
         lambda lg, bx, tq: _layer_terms(
             lg,
@@ -311,7 +292,71 @@ def detr_loss(
         )
     )(all_logits, all_boxes, target_of_query)
     sums = {k: v.sum(-1) for k, v in terms.items()}  # each [L]
+    per_layer = _normalised_terms(sums, mask, batch, axis_name)
+    total = (
+        class_weight * per_layer["loss_ce"]
+        + bbox_weight * per_layer["loss_bbox"]
+        + giou_weight * per_layer["loss_giou"]
+    ).sum()
+    in_range = (labels >= 0) & (labels < num_classes)
+    total = jnp.where(jnp.all(in_range | ~mask), total, jnp.nan)
+    return total, _by_layer_name(per_layer)
 
+
+def _stacked_layers(
+    outputs: Mapping[str, Any], num_classes: int, batch: int, aux_loss: bool
+) -> tuple[jax.Array, jax.Array]:
+    """Checked predictions of every decoder layer, auxiliary ones first, final one last:
+    float32 ``logits [L, B, Q, C + 1]`` and ``boxes [L, B, Q, 4]``."""
+    logits, pred_boxes = _check_prediction(outputs, "outputs", num_classes, batch, None)
+    queries = logits.shape[1]
+    layers: list[tuple[jax.Array, jax.Array]] = []
+    aux = outputs.get("aux") if aux_loss else None
+    if aux:
+        if not isinstance(aux, Sequence):
+            raise TypeError(f"outputs['aux'] must be a sequence of dicts, got {type(aux)}")
+        for i, layer in enumerate(aux):
+            layers.append(
+                _check_prediction(layer, f"outputs['aux'][{i}]", num_classes, batch, queries)
+            )
+    layers.append((logits, pred_boxes))
+    all_logits = jnp.stack([lg.astype(jnp.float32) for lg, _ in layers])  # [L, B, Q, C+1]
+    all_boxes = jnp.stack([bx.astype(jnp.float32) for _, bx in layers])  # [L, B, Q, 4]
+    return all_logits, all_boxes
+
+
+def _match_layers(
+    all_logits: jax.Array,
+    all_boxes: jax.Array,
+    labels: jax.Array,
+    target_boxes: jax.Array,
+    mask: jax.Array,
+    matcher: Matcher,
+    *,
+    cost_class: float,
+    cost_bbox: float,
+    cost_giou: float,
+) -> jax.Array:
+    """``target_of_query [L, B, Q]`` of every layer, all layers matched in one vmapped call."""
+    num_layers = all_logits.shape[0]
+    costs = detr_matching_costs(
+        all_logits,
+        all_boxes,
+        jnp.broadcast_to(labels, (num_layers, *labels.shape)),
+        jnp.broadcast_to(target_boxes, (num_layers, *target_boxes.shape)),
+        cost_class=cost_class,
+        cost_bbox=cost_bbox,
+        cost_giou=cost_giou,
+    )  # [L, B, Q, T]
+    # vmap over layers rather than a reshape to [L * B]: it keeps a sharded batch axis intact.
+    _, target_of_query = jax.vmap(matcher, in_axes=(0, None))(costs, mask)
+    return jax.lax.stop_gradient(target_of_query)
+
+
+def _normalised_terms(
+    sums: dict[str, jax.Array], mask: jax.Array, batch: int, axis_name: str | None
+) -> dict[str, jax.Array]:
+    """Per-layer ``[L]`` terms divided by their (global, with ``axis_name``) denominators."""
     num_boxes = mask.sum().astype(jnp.float32)
     weight_sum = sums["weight"]
     correct, matched = sums["correct"], sums["matched"]
@@ -324,25 +369,20 @@ def detr_loss(
         matched = jax.lax.psum(matched, axis_name)
     box_norm = jnp.maximum(num_boxes, 1.0) / scale
     ce_norm = jnp.where(weight_sum > 0, weight_sum, 1.0) / scale
-
-    loss_ce = sums["ce"] / ce_norm
-    loss_bbox = sums["bbox"] / box_norm
-    loss_giou = sums["giou"] / box_norm
-    per_layer = {
-        "loss_ce": loss_ce,
-        "loss_bbox": loss_bbox,
-        "loss_giou": loss_giou,
+    return {
+        "loss_ce": sums["ce"] / ce_norm,
+        "loss_bbox": sums["bbox"] / box_norm,
+        "loss_giou": sums["giou"] / box_norm,
         "cardinality_error": sums["cardinality"] / batch,
         "class_error": 100.0 * (1.0 - correct / jnp.maximum(matched, 1.0)) * (matched > 0),
     }
-    total = (class_weight * loss_ce + bbox_weight * loss_bbox + giou_weight * loss_giou).sum()
 
-    in_range = (labels >= 0) & (labels < num_classes)
-    total = jnp.where(jnp.all(in_range | ~mask), total, jnp.nan)
 
+def _by_layer_name(per_layer: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """``{key: [L]}`` -> HF's names: ``key`` for the final layer, ``key_i`` for aux ones."""
     metrics: dict[str, jax.Array] = {}
     for key, value in per_layer.items():
         metrics[key] = value[-1]
-        for i in range(num_layers - 1):
+        for i in range(value.shape[0] - 1):
             metrics[f"{key}_{i}"] = value[i]
-    return total, metrics
+    return metrics

@@ -16,15 +16,28 @@ logit gets score NaN and label ``-1`` (no class); NaN scores rank below every nu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from jaxvision import boxes as _boxes
+from jaxvision._src.boxes.formats import box_convert
 from jaxvision._src.export import export
 
-Detections = dict[str, jax.Array]
+
+@export("models.Detections")
+class Detections(TypedDict):
+    """Detections of a batch, as ``detr_postprocess`` returns them (a plain ``dict``).
+
+    Every array leads with ``[B, Q]``: ``scores`` float32, ``labels`` int32, ``boxes``
+    ``[B, Q, 4]`` ``xyxy``; ``valid`` bool is added by ``detr_score_threshold``.
+    """
+
+    scores: jax.Array
+    labels: jax.Array
+    boxes: jax.Array
+    valid: NotRequired[jax.Array]
 
 
 def _check_detections(detections: Any) -> tuple[int, int]:
@@ -103,7 +116,7 @@ def detr_score_threshold(detections: Mapping[str, jax.Array], threshold: float) 
 @export("models.detr_postprocess")
 def detr_postprocess(
     outputs: Mapping[str, Any],
-    image_sizes: jax.Array | None,
+    image_sizes: ArrayLike | None,
     *,
     top_k: int | None = None,
 ) -> Detections:
@@ -138,7 +151,7 @@ def detr_postprocess(
     prob = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., :-1]
     scores = prob.max(-1)  # NaN where any logit of the query is NaN
     labels = jnp.where(jnp.isnan(scores), -1, prob.argmax(-1)).astype(jnp.int32)
-    xyxy = _boxes.box_convert(boxes.astype(jnp.float32), "cxcywh", "xyxy")
+    xyxy = box_convert(boxes.astype(jnp.float32), "cxcywh", "xyxy")
     if image_sizes is not None:
         image_sizes = jnp.asarray(image_sizes)
         if image_sizes.shape != (logits.shape[0], 2):

@@ -13,6 +13,7 @@ q, k, v. BatchNorm ``weight``, ``bias``, ``running_mean``, ``running_var`` becom
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,6 +116,104 @@ def _hf_resnet_backbone(
                 w = src.get(f"{p}.shortcut.convolution.weight")
                 out[path + ("shortcut_conv", "kernel")] = _conv(w)
                 _bn(src, f"{p}.shortcut.normalization", out, path + ("shortcut_norm",))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Names:
+    """Where a checkpoint family keeps the transformer and heads (one table per family).
+
+    Each ``(ours, theirs)`` pair maps a submodule of our layer to the names it has there;
+    a tuple of names lists alternatives (transformers 5 first, then 4).
+    """
+
+    encoder: str
+    decoder: str
+    cross_attn: str
+    encoder_norms: tuple[str, str]
+    decoder_norms: tuple[str, str, str]
+    linear1: tuple[str, ...]
+    linear2: tuple[str, ...]
+    out_proj: tuple[str, ...]
+    fused_qkv: bool
+    encoder_norm: str | None
+    decoder_norm: str
+    class_head: str
+    box_head: str
+
+
+_HF_NAMES = _Names(
+    encoder="model.encoder.layers",
+    decoder="model.decoder.layers",
+    cross_attn="encoder_attn",
+    encoder_norms=("self_attn_layer_norm", "final_layer_norm"),
+    decoder_norms=("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"),
+    linear1=("mlp.fc1", "fc1"),
+    linear2=("mlp.fc2", "fc2"),
+    out_proj=("o_proj", "out_proj"),
+    fused_qkv=False,
+    encoder_norm=None,
+    decoder_norm="model.decoder.layernorm",
+    class_head="class_labels_classifier",
+    box_head="bbox_predictor",
+)
+_OFFICIAL_NAMES = _Names(
+    encoder="transformer.encoder.layers",
+    decoder="transformer.decoder.layers",
+    cross_attn="multihead_attn",
+    encoder_norms=("norm1", "norm2"),
+    decoder_norms=("norm1", "norm2", "norm3"),
+    linear1=("linear1",),
+    linear2=("linear2",),
+    out_proj=("out_proj",),
+    fused_qkv=True,
+    encoder_norm="transformer.encoder.norm",
+    decoder_norm="transformer.decoder.norm",
+    class_head="class_embed",
+    box_head="bbox_embed",
+)
+
+
+def _attention(
+    src: _Source, names: _Names, p: str, d: int, out: dict[Path, np.ndarray], path: Path
+) -> None:
+    if names.fused_qkv:  # torch.nn.MultiheadAttention: in_proj_weight [3D, D]
+        w, b = src.get(f"{p}.in_proj_weight"), src.get(f"{p}.in_proj_bias")
+        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            out[path + (name, "kernel")] = w[j * d : (j + 1) * d].T
+            out[path + (name, "bias")] = b[j * d : (j + 1) * d]
+    else:
+        for name in ("q_proj", "k_proj", "v_proj"):
+            _linear(src, (f"{p}.{name}",), out, path + (name,))
+    _linear(src, tuple(f"{p}.{n}" for n in names.out_proj), out, path + ("out_proj",))
+
+
+def _transformer(src: _Source, names: _Names, cfg: DETRConfig, out: dict[Path, np.ndarray]) -> None:
+    """The encoder and decoder layers, the final norms and both heads."""
+    d = cfg.d_model
+
+    def ffn(p: str, path: Path) -> None:
+        _linear(src, tuple(f"{p}.{n}" for n in names.linear1), out, path + ("ffn", "linear1"))
+        _linear(src, tuple(f"{p}.{n}" for n in names.linear2), out, path + ("ffn", "linear2"))
+
+    for i in range(cfg.num_encoder_layers):
+        p, path = f"{names.encoder}.{i}", ("encoder_layers", i)
+        _attention(src, names, f"{p}.self_attn", d, out, path + ("self_attn",))
+        ffn(p, path)
+        for n, theirs in enumerate(names.encoder_norms, start=1):
+            _layer_norm(src, f"{p}.{theirs}", out, path + (f"norm{n}",))
+    if cfg.normalize_before and names.encoder_norm is not None:
+        _layer_norm(src, names.encoder_norm, out, ("encoder_norm",))
+    for i in range(cfg.num_decoder_layers):
+        p, path = f"{names.decoder}.{i}", ("decoder_layers", i)
+        _attention(src, names, f"{p}.self_attn", d, out, path + ("self_attn",))
+        _attention(src, names, f"{p}.{names.cross_attn}", d, out, path + ("cross_attn",))
+        ffn(p, path)
+        for n, theirs in enumerate(names.decoder_norms, start=1):
+            _layer_norm(src, f"{p}.{theirs}", out, path + (f"norm{n}",))
+    _layer_norm(src, names.decoder_norm, out, ("decoder_norm",))
+    _linear(src, (names.class_head,), out, ("class_head",))
+    for j in range(3):
+        _linear(src, (f"{names.box_head}.layers.{j}",), out, ("box_head", "layers", j))
 
 
 def _build(config: DETRConfig, arrays: dict[Path, np.ndarray], seed: int) -> DETR:
@@ -273,33 +372,7 @@ def load_hf_detr(
                 f"model.backbone.position_embedding.{theirs}.weight",
             )
 
-    def attention(p: str, path: Path) -> None:
-        for name in ("q_proj", "k_proj", "v_proj"):
-            _linear(src, (f"{p}.{name}",), out, path + (name,))
-        _linear(src, (f"{p}.o_proj", f"{p}.out_proj"), out, path + ("out_proj",))
-
-    def ffn(p: str, path: Path) -> None:
-        _linear(src, (f"{p}.mlp.fc1", f"{p}.fc1"), out, path + ("ffn", "linear1"))
-        _linear(src, (f"{p}.mlp.fc2", f"{p}.fc2"), out, path + ("ffn", "linear2"))
-
-    for i in range(cfg.num_encoder_layers):
-        p, path = f"model.encoder.layers.{i}", ("encoder_layers", i)
-        attention(f"{p}.self_attn", path + ("self_attn",))
-        _layer_norm(src, f"{p}.self_attn_layer_norm", out, path + ("norm1",))
-        ffn(p, path)
-        _layer_norm(src, f"{p}.final_layer_norm", out, path + ("norm2",))
-    for i in range(cfg.num_decoder_layers):
-        p, path = f"model.decoder.layers.{i}", ("decoder_layers", i)
-        attention(f"{p}.self_attn", path + ("self_attn",))
-        _layer_norm(src, f"{p}.self_attn_layer_norm", out, path + ("norm1",))
-        attention(f"{p}.encoder_attn", path + ("cross_attn",))
-        _layer_norm(src, f"{p}.encoder_attn_layer_norm", out, path + ("norm2",))
-        ffn(p, path)
-        _layer_norm(src, f"{p}.final_layer_norm", out, path + ("norm3",))
-    _layer_norm(src, "model.decoder.layernorm", out, ("decoder_norm",))
-    _linear(src, ("class_labels_classifier",), out, ("class_head",))
-    for j in range(3):
-        _linear(src, (f"bbox_predictor.layers.{j}",), out, ("box_head", "layers", j))
+    _transformer(src, _HF_NAMES, cfg, out)
     _finish(src, strict)
     return _build(cfg, out, seed)
 
@@ -341,37 +414,6 @@ def load_official_detr(
     if cfg.position_encoding == "learned":
         out[("position_encoding", "row_embed")] = src.get("backbone.1.row_embed.weight")
         out[("position_encoding", "col_embed")] = src.get("backbone.1.col_embed.weight")
-    d = cfg.d_model
-
-    def attention(p: str, path: Path) -> None:
-        w, b = src.get(f"{p}.in_proj_weight"), src.get(f"{p}.in_proj_bias")
-        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
-            out[path + (name, "kernel")] = w[j * d : (j + 1) * d].T
-            out[path + (name, "bias")] = b[j * d : (j + 1) * d]
-        _linear(src, (f"{p}.out_proj",), out, path + ("out_proj",))
-
-    def ffn(p: str, path: Path) -> None:
-        _linear(src, (f"{p}.linear1",), out, path + ("ffn", "linear1"))
-        _linear(src, (f"{p}.linear2",), out, path + ("ffn", "linear2"))
-
-    for i in range(cfg.num_encoder_layers):
-        p, path = f"transformer.encoder.layers.{i}", ("encoder_layers", i)
-        attention(f"{p}.self_attn", path + ("self_attn",))
-        ffn(p, path)
-        for n in (1, 2):
-            _layer_norm(src, f"{p}.norm{n}", out, path + (f"norm{n}",))
-    if cfg.normalize_before:
-        _layer_norm(src, "transformer.encoder.norm", out, ("encoder_norm",))
-    for i in range(cfg.num_decoder_layers):
-        p, path = f"transformer.decoder.layers.{i}", ("decoder_layers", i)
-        attention(f"{p}.self_attn", path + ("self_attn",))
-        attention(f"{p}.multihead_attn", path + ("cross_attn",))
-        ffn(p, path)
-        for n in (1, 2, 3):
-            _layer_norm(src, f"{p}.norm{n}", out, path + (f"norm{n}",))
-    _layer_norm(src, "transformer.decoder.norm", out, ("decoder_norm",))
-    _linear(src, ("class_embed",), out, ("class_head",))
-    for j in range(3):
-        _linear(src, (f"bbox_embed.layers.{j}",), out, ("box_head", "layers", j))
+    _transformer(src, _OFFICIAL_NAMES, cfg, out)
     _finish(src, strict)
     return _build(cfg, out, seed)

@@ -8,21 +8,38 @@ Sequences are ``[B, L, D]``; masks are True for real (attendable) positions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxvision._src.nn.attention import MultiHeadAttention
-
-
-def _linear(cin: int, cout: int, dtype: jnp.dtype | None, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(
-        cin, cout, kernel_init=nnx.initializers.xavier_uniform(), dtype=dtype, rngs=rngs
-    )
+from jaxvision._src.nn.attention import MaskedMultiHeadAttention
+from jaxvision._src.nn.linear import xavier_linear
 
 
 def _layer_norm(d: int, dtype: jnp.dtype | None, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(d, epsilon=1e-5, dtype=dtype, rngs=rngs)
+
+
+def _dropout(rate: float, rngs: nnx.Rngs) -> nnx.Dropout:
+    # Eval mode until model.train(): DETR's call without a mode change is inference.
+    return nnx.Dropout(rate, deterministic=True, rngs=rngs)
+
+
+def residual(
+    x: jax.Array,
+    sublayer: Callable[[jax.Array], jax.Array],
+    norm: nnx.LayerNorm,
+    dropout: nnx.Dropout,
+    *,
+    pre_norm: bool,
+) -> jax.Array:
+    """One residual block: ``x + dropout(sublayer(norm(x)))`` (pre-norm) or
+    ``norm(x + dropout(sublayer(x)))`` (post-norm, the DETR default)."""
+    y = sublayer(norm(x) if pre_norm else x)
+    x = x + dropout(y)
+    return x if pre_norm else norm(x)
 
 
 class FeedForward(nnx.Module):
@@ -31,17 +48,24 @@ class FeedForward(nnx.Module):
     def __init__(
         self, d: int, ffn_dim: int, dropout: float, dtype: jnp.dtype | None, rngs: nnx.Rngs
     ) -> None:
-        self.linear1 = _linear(d, ffn_dim, dtype, rngs)
-        self.linear2 = _linear(ffn_dim, d, dtype, rngs)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.linear1 = xavier_linear(d, ffn_dim, dtype=dtype, rngs=rngs)
+        self.linear2 = xavier_linear(ffn_dim, d, dtype=dtype, rngs=rngs)
+        self.dropout = _dropout(dropout, rngs)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        h = self.dropout(jax.nn.relu(self.linear1(x)), deterministic=deterministic)
-        return self.linear2(h)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.linear2(self.dropout(jax.nn.relu(self.linear1(x))))
+
+
+def _attention(d: int, num_heads: int, rate: float, dtype: jnp.dtype | None, rngs: nnx.Rngs):
+    return MaskedMultiHeadAttention(d, num_heads, dropout_rate=rate, dtype=dtype, rngs=rngs)
 
 
 class EncoderLayer(nnx.Module):
-    """Self-attention (position added to q and k) then feed-forward, each with a residual."""
+    """Self-attention (position added to q and k) then feed-forward, each with a residual.
+
+    Train / eval is module state (``nnx.Dropout`` and the attention's ``deterministic``),
+    set by ``model.train()`` / ``model.eval()``.
+    """
 
     def __init__(
         self,
@@ -56,31 +80,22 @@ class EncoderLayer(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         self.normalize_before = normalize_before
-        self.self_attn = MultiHeadAttention(
-            d, num_heads, dropout_rate=attention_dropout, dtype=dtype, rngs=rngs
-        )
+        self.self_attn = _attention(d, num_heads, attention_dropout, dtype, rngs)
         self.ffn = FeedForward(d, ffn_dim, dropout, dtype, rngs)
         self.norm1 = _layer_norm(d, dtype, rngs)
         self.norm2 = _layer_norm(d, dtype, rngs)
-        self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
-        self.dropout2 = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout1 = _dropout(dropout, rngs)
+        self.dropout2 = _dropout(dropout, rngs)
 
-    def __call__(
-        self, src: jax.Array, pos: jax.Array, mask: jax.Array, *, deterministic: bool
-    ) -> jax.Array:
+    def __call__(self, src: jax.Array, pos: jax.Array, mask: jax.Array) -> jax.Array:
         """``src``, ``pos``: ``[B, L, D]``; ``mask``: ``[B, L]`` -> ``[B, L, D]``."""
-        x = self.norm1(src) if self.normalize_before else src
-        qk = x + pos
-        x = self.self_attn(qk, qk, x, key_padding_mask=mask, deterministic=deterministic)
-        src = src + self.dropout1(x, deterministic=deterministic)
-        if not self.normalize_before:
-            src = self.norm1(src)
-        x = self.norm2(src) if self.normalize_before else src
-        x = self.ffn(x, deterministic=deterministic)
-        src = src + self.dropout2(x, deterministic=deterministic)
-        if not self.normalize_before:
-            src = self.norm2(src)
-        return src
+        pre = self.normalize_before
+
+        def attend(x: jax.Array) -> jax.Array:
+            return self.self_attn(x + pos, x + pos, x, key_padding_mask=mask)
+
+        src = residual(src, attend, self.norm1, self.dropout1, pre_norm=pre)
+        return residual(src, self.ffn, self.norm2, self.dropout2, pre_norm=pre)
 
 
 class DecoderLayer(nnx.Module):
@@ -99,19 +114,15 @@ class DecoderLayer(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         self.normalize_before = normalize_before
-        self.self_attn = MultiHeadAttention(
-            d, num_heads, dropout_rate=attention_dropout, dtype=dtype, rngs=rngs
-        )
-        self.cross_attn = MultiHeadAttention(
-            d, num_heads, dropout_rate=attention_dropout, dtype=dtype, rngs=rngs
-        )
+        self.self_attn = _attention(d, num_heads, attention_dropout, dtype, rngs)
+        self.cross_attn = _attention(d, num_heads, attention_dropout, dtype, rngs)
         self.ffn = FeedForward(d, ffn_dim, dropout, dtype, rngs)
         self.norm1 = _layer_norm(d, dtype, rngs)
         self.norm2 = _layer_norm(d, dtype, rngs)
         self.norm3 = _layer_norm(d, dtype, rngs)
-        self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
-        self.dropout2 = nnx.Dropout(dropout, rngs=rngs)
-        self.dropout3 = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout1 = _dropout(dropout, rngs)
+        self.dropout2 = _dropout(dropout, rngs)
+        self.dropout3 = _dropout(dropout, rngs)
 
     def __call__(
         self,
@@ -120,32 +131,19 @@ class DecoderLayer(nnx.Module):
         pos: jax.Array,
         query_pos: jax.Array,
         memory_mask: jax.Array,
-        *,
-        deterministic: bool,
     ) -> jax.Array:
         """``tgt``, ``query_pos``: ``[B, Q, D]``; ``memory``, ``pos``: ``[B, L, D]``;
         ``memory_mask``: ``[B, L]`` -> ``[B, Q, D]``."""
         pre = self.normalize_before
-        x = self.norm1(tgt) if pre else tgt
-        qk = x + query_pos
-        x = self.self_attn(qk, qk, x, deterministic=deterministic)
-        tgt = tgt + self.dropout1(x, deterministic=deterministic)
-        if not pre:
-            tgt = self.norm1(tgt)
-        x = self.norm2(tgt) if pre else tgt
-        x = self.cross_attn(
-            x + query_pos,
-            memory + pos,
-            memory,
-            key_padding_mask=memory_mask,
-            deterministic=deterministic,
-        )
-        tgt = tgt + self.dropout2(x, deterministic=deterministic)
-        if not pre:
-            tgt = self.norm2(tgt)
-        x = self.norm3(tgt) if pre else tgt
-        x = self.ffn(x, deterministic=deterministic)
-        tgt = tgt + self.dropout3(x, deterministic=deterministic)
-        if not pre:
-            tgt = self.norm3(tgt)
-        return tgt
+
+        def attend_queries(x: jax.Array) -> jax.Array:
+            return self.self_attn(x + query_pos, x + query_pos, x)
+
+        def attend_memory(x: jax.Array) -> jax.Array:
+            return self.cross_attn(
+                x + query_pos, memory + pos, memory, key_padding_mask=memory_mask
+            )
+
+        tgt = residual(tgt, attend_queries, self.norm1, self.dropout1, pre_norm=pre)
+        tgt = residual(tgt, attend_memory, self.norm2, self.dropout2, pre_norm=pre)
+        return residual(tgt, self.ffn, self.norm3, self.dropout3, pre_norm=pre)

@@ -30,6 +30,11 @@ class FrozenBatchNorm(nnx.Module):
     Args:
       num_features: channels ``C``.
       epsilon: 1e-5, as in torchvision and HF.
+
+    Examples:
+      >>> bn = FrozenBatchNorm(2)
+      >>> bn(jnp.array([[1.0, -1.0]]))
+      Array([[ 1.0000, -1.0000]], dtype=float32)
     """
 
     def __init__(self, num_features: int, *, epsilon: float = 1e-5) -> None:

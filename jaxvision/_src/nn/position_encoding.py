@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.ops.position_encoding import learned_position_encoding, sine_position_encoding
@@ -19,6 +20,11 @@ class SinePositionEncoding(nnx.Module):
     Args:
       num_pos_feats: channels per axis; output has ``2 * num_pos_feats``.
       temperature, normalize, scale: see ``ops.sine_position_encoding``.
+      dtype: output dtype (``None``: float32).
+
+    Examples:
+      >>> SinePositionEncoding(4)(jnp.ones((1, 2, 3), bool)).shape
+      (1, 2, 3, 8)
     """
 
     def __init__(
@@ -28,16 +34,23 @@ class SinePositionEncoding(nnx.Module):
         temperature: float = 10000.0,
         normalize: bool = True,
         scale: float = 2 * math.pi,
+        dtype: jnp.dtype | None = None,
     ) -> None:
         self.num_pos_feats = num_pos_feats
         self.temperature = temperature
         self.normalize = normalize
         self.scale = scale
+        self.dtype = dtype
 
-    def __call__(self, mask: jax.Array, dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    def __call__(self, mask: ArrayLike) -> jax.Array:
         """``mask``: ``[B, H, W]`` (True = real) -> ``[B, H, W, 2 * num_pos_feats]``."""
         return sine_position_encoding(
-            mask, self.num_pos_feats, self.temperature, self.normalize, self.scale, dtype=dtype
+            mask,
+            self.num_pos_feats,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            scale=self.scale,
+            dtype=self.dtype or jnp.float32,
         )
 
 
@@ -48,14 +61,27 @@ class LearnedPositionEncoding(nnx.Module):
     Args:
       num_pos_feats: channels per axis; output has ``2 * num_pos_feats``.
       max_size: largest feature-map height / width (50 in DETR).
+      dtype: output dtype (``None``: float32; the tables stay float32).
       rngs: initialisation (uniform in [0, 1), as DETR).
+
+    Examples:
+      >>> LearnedPositionEncoding(4, max_size=5, rngs=nnx.Rngs(0))(jnp.ones((1, 2, 3), bool)).shape
+      (1, 2, 3, 8)
     """
 
-    def __init__(self, num_pos_feats: int = 128, *, max_size: int = 50, rngs: nnx.Rngs) -> None:
+    def __init__(
+        self,
+        num_pos_feats: int = 128,
+        *,
+        max_size: int = 50,
+        dtype: jnp.dtype | None = None,
+        rngs: nnx.Rngs,
+    ) -> None:
+        self.dtype = dtype
         self.row_embed = nnx.Param(jax.random.uniform(rngs.params(), (max_size, num_pos_feats)))
         self.col_embed = nnx.Param(jax.random.uniform(rngs.params(), (max_size, num_pos_feats)))
 
-    def __call__(self, mask: jax.Array, dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    def __call__(self, mask: ArrayLike) -> jax.Array:
         """``mask``: ``[B, H, W]`` -> ``[B, H, W, 2 * num_pos_feats]``."""
         pos = learned_position_encoding(mask, self.row_embed[...], self.col_embed[...])
-        return pos.astype(dtype)
+        return pos.astype(self.dtype or jnp.float32)

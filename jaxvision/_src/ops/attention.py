@@ -7,26 +7,27 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 
 
 @export("ops.multi_head_attention")
 def multi_head_attention(
-    query: jax.Array,
-    key: jax.Array,
-    value: jax.Array,
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
     *,
     num_heads: int,
-    key_padding_mask: jax.Array | None = None,
+    key_padding_mask: ArrayLike | None = None,
     dropout_rate: float = 0.0,
-    dropout_rng: jax.Array | None = None,
+    dropout_rng: ArrayLike | None = None,
 ) -> jax.Array:
     """Attention of already-projected queries over keys, split into ``num_heads`` heads.
 
     ``softmax(q k^T / sqrt(d_head)) v`` per head, with masked keys excluded from the
     softmax. The in- and out-projections are not part of this function (they are the
-    parameters of ``nn.MultiHeadAttention``).
+    parameters of ``nn.MaskedMultiHeadAttention``).
 
     Mask convention: ``key_padding_mask`` is True for keys that may be attended (real
     pixels), like ``pixel_mask``; this is the opposite of PyTorch's ``key_padding_mask``
@@ -44,7 +45,18 @@ def multi_head_attention(
 
     Returns:
       ``[B, Lq, Dv]`` in the dtype of ``query``; softmax runs in float32.
+
+    Examples:
+      >>> q = jnp.ones((1, 2, 4))
+      >>> kv = jnp.arange(12.0).reshape(1, 3, 4)
+      >>> real = jnp.array([[True, True, False]])  # the third key is padding
+      >>> multi_head_attention(q, kv, kv, num_heads=2, key_padding_mask=real)
+      Array([[[3.9861, 4.9861, 5.9861, 6.9861],
+              [3.9861, 4.9861, 5.9861, 6.9861]]], dtype=float32)
     """
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    if key_padding_mask is not None:
+        key_padding_mask = jnp.asarray(key_padding_mask)
     if query.ndim != 3 or key.ndim != 3 or value.ndim != 3:
         raise ValueError(
             f"query, key and value must be [B, L, D], got {query.shape}, {key.shape}, {value.shape}"

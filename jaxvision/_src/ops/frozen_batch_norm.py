@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 
 
 @export("ops.frozen_batch_norm")
 def frozen_batch_norm(
-    x: jax.Array,
-    scale: jax.Array,
-    bias: jax.Array,
-    mean: jax.Array,
-    var: jax.Array,
+    x: ArrayLike,
+    scale: ArrayLike,
+    bias: ArrayLike,
+    mean: ArrayLike,
+    var: ArrayLike,
     *,
     epsilon: float = 1e-5,
 ) -> jax.Array:
@@ -35,7 +36,14 @@ def frozen_batch_norm(
 
     Returns:
       ``[..., C]`` in the dtype of ``x`` (statistics are combined in float32).
+
+    Examples:
+      >>> x = jnp.array([[1.0, 2.0]])
+      >>> mean, var = jnp.array([1.0, 0.0]), jnp.array([1.0, 4.0])
+      >>> frozen_batch_norm(x, jnp.ones(2), jnp.zeros(2), mean, var, epsilon=0.0)
+      Array([[0., 1.]], dtype=float32)
     """
+    x, scale, bias, mean, var = (jnp.asarray(a) for a in (x, scale, bias, mean, var))
     c = x.shape[-1]
     for name, arr in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
         if arr.shape != (c,):

@@ -11,17 +11,20 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 
 
-def _check_mask(pixel_mask: jax.Array, name: str = "pixel_mask") -> None:
+def _check_mask(pixel_mask: ArrayLike, name: str = "pixel_mask") -> jax.Array:
+    pixel_mask = jnp.asarray(pixel_mask)
     if pixel_mask.ndim != 3:
         raise ValueError(f"{name} must have shape [B, H, W], got shape {pixel_mask.shape}")
+    return pixel_mask
 
 
 @export("ops.downsample_pixel_mask")
-def downsample_pixel_mask(pixel_mask: jax.Array, size: tuple[int, int]) -> jax.Array:
+def downsample_pixel_mask(pixel_mask: ArrayLike, size: tuple[int, int]) -> jax.Array:
     """Nearest-neighbour resize of a padding mask to a feature-map size.
 
     Row ``i`` of the output takes input row ``floor(i * H / h)``, the rule of PyTorch's
@@ -34,8 +37,14 @@ def downsample_pixel_mask(pixel_mask: jax.Array, size: tuple[int, int]) -> jax.A
 
     Returns:
       ``[B, h, w]`` bool.
+
+    Examples:
+      >>> mask = jnp.ones((1, 4, 6), bool).at[0, :, 3:].set(False)
+      >>> downsample_pixel_mask(mask, (2, 3))
+      Array([[[ True,  True, False],
+              [ True,  True, False]]], dtype=bool)
     """
-    _check_mask(pixel_mask)
+    pixel_mask = _check_mask(pixel_mask)
     h, w = size
     if h <= 0 or w <= 0:
         raise ValueError(f"size must be positive, got {size}")
@@ -50,12 +59,12 @@ def downsample_pixel_mask(pixel_mask: jax.Array, size: tuple[int, int]) -> jax.A
 
 @export("ops.sine_position_encoding")
 def sine_position_encoding(
-    pixel_mask: jax.Array,
+    pixel_mask: ArrayLike,
     num_pos_feats: int = 128,
+    *,
     temperature: float = 10000.0,
     normalize: bool = True,
     scale: float = 2 * math.pi,
-    *,
     dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
     """DETR's sine position encoding of the real (unpadded) part of each image.
@@ -78,8 +87,12 @@ def sine_position_encoding(
 
     Returns:
       ``[B, H, W, 2 * num_pos_feats]`` encoding.
+
+    Examples:
+      >>> sine_position_encoding(jnp.ones((1, 2, 3), bool), 4).shape
+      (1, 2, 3, 8)
     """
-    _check_mask(pixel_mask)
+    pixel_mask = _check_mask(pixel_mask)
     if num_pos_feats <= 0 or num_pos_feats % 2:
         raise ValueError(f"num_pos_feats must be positive and even, got {num_pos_feats}")
     mask = pixel_mask.astype(jnp.float32)
@@ -104,7 +117,7 @@ def sine_position_encoding(
 
 @export("ops.learned_position_encoding")
 def learned_position_encoding(
-    pixel_mask: jax.Array, row_table: jax.Array, col_table: jax.Array
+    pixel_mask: ArrayLike, row_table: ArrayLike, col_table: ArrayLike
 ) -> jax.Array:
     """DETR's learned 2-D position encoding: a row and a column embedding per cell.
 
@@ -119,8 +132,14 @@ def learned_position_encoding(
 
     Returns:
       ``[B, H, W, 2 * F]`` encoding.
+
+    Examples:
+      >>> rows, cols = jnp.zeros((5, 4)), jnp.ones((5, 4))
+      >>> learned_position_encoding(jnp.ones((1, 2, 3), bool), rows, cols).shape
+      (1, 2, 3, 8)
     """
-    _check_mask(pixel_mask)
+    pixel_mask = _check_mask(pixel_mask)
+    row_table, col_table = jnp.asarray(row_table), jnp.asarray(col_table)
     b, h, w = pixel_mask.shape
     if row_table.ndim != 2 or col_table.ndim != 2 or row_table.shape[1] != col_table.shape[1]:
         raise ValueError(

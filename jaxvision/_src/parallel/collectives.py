@@ -144,8 +144,8 @@ def ring_all_reduce(x: jax.Array, axis_name: str) -> jax.Array:
     return full[: x.size].reshape(x.shape)
 
 
-@export("parallel.tree_all_reduce")
-def tree_all_reduce(x: jax.Array, axis_name: str) -> jax.Array:
+@export("parallel.halving_doubling_all_reduce", deprecated=("parallel.tree_all_reduce",))
+def halving_doubling_all_reduce(x: jax.Array, axis_name: str) -> jax.Array:
     """Sums ``x`` over ``axis_name`` by recursive halving (reduce-scatter) then doubling.
 
     Equals ``lax.psum(x, axis_name)``. With ``n = 2^k`` devices, round ``r`` pairs device
@@ -162,7 +162,7 @@ def tree_all_reduce(x: jax.Array, axis_name: str) -> jax.Array:
     Returns:
       ``[...]``: the sum over devices, on every device.
     """
-    _check(x, axis_name, "tree_all_reduce")
+    _check(x, axis_name, "halving_doubling_all_reduce")
     n = lax.axis_size(axis_name)
     i = lax.axis_index(axis_name)
     p = 1 << (n.bit_length() - 1)

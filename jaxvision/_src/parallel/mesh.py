@@ -117,8 +117,8 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh, *, axis_name: str = 
     return slice(mine[0] * per_device, (mine[-1] + 1) * per_device)
 
 
-@export("parallel.replicate")
-def replicate(tree: Any, mesh: Mesh) -> Any:
+@export("parallel.replicate_on_mesh", deprecated=("parallel.replicate",))
+def replicate_on_mesh(tree: Any, mesh: Mesh) -> Any:
     """Copies a pytree (params, optimizer state, ...) onto every device of the mesh.
 
     Every process must pass the same values (e.g. built from the same seed). The result

@@ -8,8 +8,7 @@ replicated. ``pmap_step`` builds the same step on ``jax.pmap`` for pmap-era code
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,30 +18,45 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvision._src.export import export
+from jaxvision._src.jax_compat import varying_axes
 from jaxvision._src.parallel.mesh import _axis
 from jaxvision._src.parallel.state import TrainState
 
-LossFn = Callable[[Any, Any, Any, jax.Array, str], tuple[jax.Array, tuple[Any, dict]]]
-StepFn = Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]]
+
+@export("parallel.LossFn")
+class LossFn(Protocol):
+    """The loss a data-parallel step differentiates.
+
+    ``loss_fn(params, model_state, batch, rng, axis_name) -> (loss, (model_state, metrics))``:
+    ``batch`` is this device's shard, ``rng`` this device's key, ``axis_name`` the data axis
+    (for collectives such as DETR's box count); ``loss`` a scalar, ``metrics`` a dict of
+    scalars averaged over devices.
+    """
+
+    def __call__(
+        self, params: Any, model_state: Any, batch: Any, rng: jax.Array, axis_name: str, /
+    ) -> tuple[jax.Array, tuple[Any, dict]]: ...
 
 
-def _varying_axes(x: jax.Array) -> frozenset:
-    """The mesh axes along which ``x`` differs between devices (its vma)."""
-    aval = jax.typeof(x)
-    mat = getattr(aval, "mat", None)
-    return frozenset(mat.varying if mat is not None else getattr(aval, "vma", ()))
+@export("parallel.StepFn")
+class StepFn(Protocol):
+    """A compiled train step: ``step(state, batch, rng) -> (state, metrics)``."""
+
+    def __call__(
+        self, state: TrainState, batch: Any, rng: jax.Array, /
+    ) -> tuple[TrainState, dict]: ...
 
 
 def _varying(x: jax.Array, axis_name: str) -> jax.Array:
     """Marks a replicated value as per-device, so its gradient is not summed implicitly."""
-    if axis_name in _varying_axes(x):
+    if axis_name in varying_axes(x):
         return x
     return lax.pcast(x, axis_name, to="varying")
 
 
 def _reduce(x: jax.Array, axis_name: str) -> jax.Array:
     """Makes a per-device value replicated: float mean, integer sum (counts)."""
-    if axis_name not in _varying_axes(x):
+    if axis_name not in varying_axes(x):
         return x
     if jnp.issubdtype(x.dtype, jnp.inexact):
         return lax.pmean(x, axis_name)
