@@ -119,6 +119,9 @@ def test_flipped_bytes_inside_an_array_file_are_detected_and_skipped(tmp_path, c
     np.testing.assert_array_equal(restored.state.params["w"], _random_state(1).params["w"])
     assert len(lines) == 1 and "step 2" in lines[0] and "falling back to step 1" in lines[0]
     assert restored.skipped == tuple(lines)
+    assert ckpt.all_steps() == [1]  # the damaged step is set aside, not deleted
+    assert [p.name.startswith("damaged-2-") for p in tmp_path.iterdir() if "damaged" in p.name]
+    assert ckpt.save(2, _random_state(2))
     ckpt.close()
 
 
