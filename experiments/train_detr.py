@@ -9,7 +9,7 @@ The official DETR-R50 COCO recipe (AdamW 1e-4, backbone 1e-5, weight decay 1e-4,
 0.1, batch 64, 500 epochs) is a preset for GPUs, TPUs or many hosts (no augmentation or
 pretrained backbone yet, see docs/main_job.md)::
 
-    python experiments/train_detr.py --preset coco_r50 --set coco_dir=/data/coco
+    python experiments/train_detr.py --preset coco_r50 --coco-dir /data/coco
 
 Every local device is used (data parallel over a one-axis mesh); for several processes
 start it through the launcher (``python -m jaxvision.launch --nproc N ...``) or let JAX
@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import detr_figures
@@ -41,6 +43,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--preset", default="shapes", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--coco-dir", default=None, help="COCO root (preset coco_r50)")
     parser.add_argument("--workdir", default=None, help="default: runs/<preset>-seed<seed>")
     parser.add_argument(
         "--set",
@@ -70,7 +74,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     args = parser.parse_args(argv)
     cfg = PRESETS[args.preset]()
     shortcuts = [
-        f"{k}={getattr(args, k)}" for k in ("seed", "steps") if getattr(args, k) is not None
+        f"{key}={getattr(args, key)}"
+        for key in ("seed", "steps", "batch_size", "coco_dir")
+        if getattr(args, key) is not None
     ]
     return train.override(cfg, [*args.set, *shortcuts]), args
 
@@ -91,6 +97,46 @@ def make_loss_fn(cfg: Config, graphdef: Any, num_classes: int) -> Any:
     return loss_fn
 
 
+def report(
+    cfg: Config,
+    workdir: Path,
+    writer: train.MetricsWriter,
+    stats: dict[str, float],
+    first: Any,
+    timer: train.Timer,
+    class_names: tuple[str, ...],
+    lead: bool,
+) -> dict[str, Any]:
+    """Draws the curves and the predictions; returns the run's summary dict."""
+    curve, grid = workdir / "curves.png", workdir / "predictions.png"
+    if lead:
+        evals = [r for r in writer.rows if "AP" in r]
+        title = f"DETR on {cfg.name}, seed {cfg.seed}"
+        detr_figures.plot_curves(
+            *writer.series("loss"), [r["step"] for r in evals], evals, curve, title=title
+        )
+        detr_figures.draw_first_batch(first, class_names, grid, score_threshold=cfg.score_threshold)
+    step_s = timer.median("step")
+    sections = ("prepare", "compile", "data", "step", "eval", "checkpoint")
+    return {
+        **{k: round(stats[k], 4) for k in ("AP", "AP50", "AP75", "AR100")},
+        "minutes": round(timer.elapsed() / 60, 2),
+        "cpu_minutes": round(time.process_time() / 60, 2),  # of the process, all threads
+        "preset": cfg.name,
+        "seed": cfg.seed,
+        "steps": cfg.steps,
+        "step_s": round(step_s, 4),  # median wall time of one step
+        "step_cpu_s": round(timer.cpu("step") / max(1, timer.count("step")), 4),
+        "images_per_s": round(cfg.batch_size / step_s, 1),
+        **{f"{k}_s": round(timer.total(k), 1) for k in sections},
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "workdir": str(workdir),
+        "curve": str(curve),
+        "predictions": str(grid),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     timer = train.Timer()
     cfg, args = parse_args(argv)
@@ -100,14 +146,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parallel.initialize()  # a no-op unless started by `python -m jaxvision.launch`
     lead = jax.process_index() == 0
     log = print if lead else (lambda *a, **k: None)
-    with train.Run.open(
-        args.workdir or f"runs/{cfg.name}-seed{cfg.seed}",
-        cfg,
-        fresh=args.fresh,
-        overwrite=args.overwrite,
-        allow_config_change=args.allow_config_change,
-        lead=lead,
-    ) as run:
+    workdir = args.workdir or f"runs/{cfg.name}-seed{cfg.seed}"
+    options = {"overwrite": args.overwrite, "allow_config_change": args.allow_config_change}
+    with train.Run.open(workdir, cfg, fresh=args.fresh, lead=lead, **options) as run:
         for line in run.config_changes:
             log(f"configuration changed on resume: {line}")
         mesh = parallel.make_mesh()
@@ -148,23 +189,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             restored = ckpt.restore(state, rng=rng, fallback=True, log=log)
             state, start = restored.state, restored.step
             log(f"resumed from the checkpoint of step {start}")
-        writer = train.MetricsWriter(
-            run.workdir / "metrics.jsonl",
-            resume_step=start if run.resumable else None,
-            enabled=lead,
-        )
+        resume_step = start if run.resumable else None
+        writer = train.MetricsWriter(run.workdir / "metrics.jsonl", resume_step=resume_step,
+                                     enabled=lead)  # fmt: skip
 
         # --------------------------------------------------------------- train
         batches = detr_task.train_batches(cfg, d, mesh, start)
-        bar = tqdm(
-            total=cfg.steps,
-            initial=start,
-            disable=not lead,
-            mininterval=2.0,
-            unit="step",
-            dynamic_ncols=True,
-            file=sys.stdout,
-        )
+        bar = tqdm(total=cfg.steps, initial=start, disable=not lead, mininterval=2.0,
+                   unit="step", dynamic_ncols=True, file=sys.stdout)  # fmt: skip
         stats, first = None, None
         for i in range(start, cfg.steps):
             done = i + 1
@@ -190,51 +222,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stats, first = evaluate(state)
 
         # --------------------------------------------------------------- report
-        curve, grid = run.workdir / "curves.png", run.workdir / "predictions.png"
-        if lead:
-            evals = [r for r in writer.rows if "AP" in r]
-            detr_figures.plot_curves(
-                *writer.series("loss"),
-                [r["step"] for r in evals],
-                evals,
-                curve,
-                title=f"DETR on {cfg.name}, seed {cfg.seed}",
-            )
-            detr_figures.draw_first_batch(
-                first, d.class_names, grid, score_threshold=cfg.score_threshold
-            )
-        t = timer.summary()
-        summary = {
-            **{k: round(stats[k], 4) for k in ("AP", "AP50", "AP75", "AR100")},
-            "minutes": round(timer.elapsed() / 60, 2),
-            "cpu_minutes": round(
-                sum(
-                    timer.cpu(k)
-                    for k in ("prepare", "compile", "data", "step", "eval", "checkpoint")
-                )
-                / 60,
-                2,
-            ),
-            "preset": cfg.name,
-            "seed": cfg.seed,
-            "steps": cfg.steps,
-            "resumed_from": start,
-            "step_s": t.get("step_median_s"),
-            "step_cpu_s": round(timer.cpu("step") / max(1, timer.count("step")), 4),
-            "images_per_s": round(cfg.batch_size / t["step_median_s"], 1)
-            if timer.count("step")
-            else None,
-            **{
-                f"{k}_s": round(timer.total(k), 1)
-                for k in ("prepare", "compile", "data", "step", "eval", "checkpoint")
-            },
-            "params": int(num_params),
-            "devices": jax.device_count(),
-            "processes": jax.process_count(),
-            "workdir": str(run.workdir),
-            "curve": str(curve),
-            "predictions": str(grid),
-        }
+        summary = report(cfg, run.workdir, writer, stats, first, timer, d.class_names, lead)
+        summary.update(resumed_from=start, params=int(num_params))
     if lead:
         train.print_summary(summary)
     return summary
