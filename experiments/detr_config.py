@@ -32,6 +32,7 @@ class Config:
     warmup_steps: int = 200
     lr: float = 1e-3
     final_lr_fraction: float = 0.05
+    decay_fraction: float = 1.0  # cosine decay over this last fraction of the steps
     backbone_lr_multiplier: float = 1.0
     weight_decay: float = 1e-4
     clip_norm: float = 1.0
@@ -53,7 +54,14 @@ def preset_shapes() -> Config:
     loss is what sits at ln(C+1) during DETR's flat start, and weighting it shortened
     that start from ~1000 to ~500 steps here (AP50 0.52 against 0.14 after 1000 steps).
     """
-    return Config(name="shapes", steps=2000, loss_kwargs={"class_weight": 2.0})
+    return Config(
+        name="shapes",
+        steps=2400,
+        decay_fraction=0.25,
+        eval_every=1200,
+        checkpoint_every=600,
+        loss_kwargs={"class_weight": 2.0},
+    )
 
 
 def preset_smoke() -> Config:

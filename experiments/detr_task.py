@@ -152,17 +152,29 @@ def normalise(images: jax.Array) -> jax.Array:
     return (images.astype(jnp.float32) - mean) / std
 
 
-def make_optimizer(cfg: Config, model: nnx.Module) -> optax.GradientTransformation:
-    """DETR's AdamW (backbone at a lower rate, frozen stem, clipped gradients) on a
-    linear warm-up then cosine schedule."""
+def schedule(cfg: Config) -> optax.Schedule:
+    """Linear warm-up, constant, then cosine decay to ``final_lr_fraction`` over the last
+    ``decay_fraction`` of the steps (1.0: cosine over the whole run after warm-up)."""
     warmup = max(1, min(cfg.warmup_steps, cfg.steps // 2))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1), cfg.lr * cfg.final_lr_fraction
-    )
+    decay = max(1, min(cfg.steps - warmup, round(cfg.decay_fraction * cfg.steps)))
+    flat = cfg.steps - warmup - decay
+    final = cfg.lr * cfg.final_lr_fraction
+    parts = [optax.linear_schedule(0.0, cfg.lr, warmup)]
+    if flat > 0:
+        parts.append(optax.constant_schedule(cfg.lr))
+    parts.append(optax.cosine_decay_schedule(cfg.lr, decay, final / cfg.lr))
+    bounds = [warmup, warmup + flat] if flat > 0 else [warmup]
+    return optax.join_schedules(parts, bounds)
+
+
+def make_optimizer(cfg: Config, model: nnx.Module) -> optax.GradientTransformation:
+    """DETR's AdamW (backbone at a lower rate, frozen stem, clipped gradients) on
+    :func:`schedule`."""
+    lr = schedule(cfg)
     return models.detr_optimizer(
         model.config,
-        learning_rate=schedule,
-        backbone_learning_rate=lambda step: cfg.backbone_lr_multiplier * schedule(step),
+        learning_rate=lr,
+        backbone_learning_rate=lambda step: cfg.backbone_lr_multiplier * lr(step),
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.clip_norm,
     )

@@ -128,7 +128,8 @@ def report(
         "step_s": round(step_s, 4),  # median wall time of one step
         "step_cpu_s": round(timer.cpu("step") / max(1, timer.count("step")), 4),
         "images_per_s": round(cfg.batch_size / step_s, 1),
-        **{f"{k}_s": round(timer.total(k), 1) for k in sections},
+        **{f"{k}_s": round(timer.total(k), 1) for k in sections if k != "step"},
+        "train_s": round(timer.total("step"), 1),  # all steps after the first
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "workdir": str(workdir),
