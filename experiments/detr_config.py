@@ -53,28 +53,20 @@ def preset_shapes() -> Config:
     The class term of the loss counts twice (``class_weight=2``, DETR uses 1): the class
     loss is what sits at ln(C+1) during DETR's flat start, and weighting it shortened
     that start from ~1000 to ~500 steps here (AP50 0.52 against 0.14 after 1000 steps).
-    4000 steps, cosine decay over the whole run: AP50 0.957 / 0.950 (seeds 0 / 1) in
-    5.7-6.0 minutes on the idle 2-core machine (2026-11-28, batches then drawn with
-    replacement by ``(seed, step)``; now from ``data.Loader``, not re-measured).
-    """
-    return Config(name="shapes", loss_kwargs={"class_weight": 2.0})
-
-
-def preset_shapes_fast() -> Config:
-    """The main job in 60 % of the steps: ``python experiments/train_detr.py --preset shapes_fast``.
-
     2400 steps with the learning rate constant after warm-up and a cosine decay over the
-    last 25 % only, evaluations at 1200 and 2400. Keeping the rate up is what matters:
-    2000 steps with the cosine over the whole run ended at AP50 0.73 / 0.70 (seeds 0 / 1,
-    BENCHMARKS.md "The main job's time"). Measured results of this preset: see there.
+    last 25 % only: AP50 0.953 / 0.945 (seeds 0 / 1) in 5.9 CPU-minutes, where the
+    earlier 4000 steps with the cosine over the whole run took 8.7-9.1 for 0.957 / 0.950;
+    2000 steps with the cosine over the whole run ended at 0.73 / 0.70 (BENCHMARKS.md,
+    "The main job's time"). The earlier recipe: ``--steps 4000 --set decay_fraction=1
+    --set eval_every=1000 --set checkpoint_every=500``.
     """
-    return dataclasses.replace(
-        preset_shapes(),
-        name="shapes_fast",
+    return Config(
+        name="shapes",
         steps=2400,
         decay_fraction=0.25,
         eval_every=1200,
         checkpoint_every=600,
+        loss_kwargs={"class_weight": 2.0},
     )
 
 
@@ -140,7 +132,6 @@ def preset_coco_r50() -> Config:
 
 PRESETS = {
     "shapes": preset_shapes,
-    "shapes_fast": preset_shapes_fast,
     "smoke": preset_smoke,
     "coco_r50": preset_coco_r50,
 }
