@@ -113,3 +113,38 @@ def draw_predictions(
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def draw_first_batch(
+    first: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+    class_names: Sequence[str],
+    path: str | Path,
+    *,
+    score_threshold: float = 0.5,
+) -> Path:
+    """Up to 16 images of an evaluation batch: predictions against ground truth.
+
+    Args:
+      first: ``(batch, predictions)`` as ``train.evaluate_detection`` returns them; the
+        batch's boxes are ``cxcywh`` normalised, the predictions ``xyxy`` pixels.
+      class_names: the trained classes (names of the predicted labels).
+      path: the PNG to write.
+      score_threshold: predictions scoring below it are not drawn.
+    """
+    true, pred = first
+    k = min(16, int(true["valid"].sum()))
+    cxcy, wh = true["boxes"][:k, :, :2], true["boxes"][:k, :, 2:]
+    scale = np.tile(true["sizes"][:k, None, ::-1], (1, 1, 2)).astype(np.float32)
+    true_xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], -1) * scale
+    return draw_predictions(
+        true["images"][:k],
+        pred["boxes"][:k],
+        pred["scores"][:k],
+        pred["labels"][:k],
+        true_xyxy,
+        true["labels"][:k],
+        true["mask"][:k],
+        class_names,
+        path,
+        score_threshold=score_threshold,
+    )

@@ -4,27 +4,27 @@
         --annotations runs/shapes-seed0/shapes_val/annotations.json \\
         --images runs/shapes-seed0/shapes_val/images
 
-``--workdir`` is a run of ``experiments/train_detr.py`` (its ``config.json`` rebuilds the
-model, its ``checkpoints/`` hold the weights; ``--step`` picks one, default the latest).
-The folder's categories, in file order, must be the classes the model was trained on.
-Prints a table and, last, the metrics as one JSON object.
+``--workdir`` is a run of ``experiments/train_detr.py``: its ``config.json`` rebuilds the
+model, its ``class_names.json`` names the trained classes, its ``checkpoints/`` hold the
+weights (``--step`` picks one, default the latest; each is verified by its checksums).
+The folder's categories are matched to the trained classes by name, in any order; other
+names are refused. The workdir is only read: nothing is created in it, and it may be
+read while a run trains there. Prints a table and, last, the metrics as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
+import functools
 from pathlib import Path
 from typing import Any
 
+import detr_figures
+import detr_task
 import jax
+from detr_config import Config
 
-from jaxvision import data, parallel
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_detr  # noqa: E402
+from jaxvision import data, parallel, train
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -36,42 +36,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--predictions", default=None, help="also draw a PNG grid here")
     args = parser.parse_args(argv)
-    t0 = time.time()
+    timer = train.Timer()
     parallel.initialize()
-    workdir = Path(args.workdir)
-    cfg = train_detr.load_config(workdir)
+    cfg, class_names = train.Run.read(args.workdir, Config)
     if args.batch_size:
-        cfg.eval_batch_size = args.batch_size
+        cfg = train.override(cfg, [f"eval_batch_size={args.batch_size}"])
     coco = data.read_coco_detection(args.annotations, args.images)
+    train.category_ids_by_name(class_names, coco)  # refuse other categories before any work
     mesh = parallel.make_mesh()
-    graphdef, state, _ = train_detr.init_state(cfg, coco.num_classes, mesh)
-    ckpt = parallel.CheckpointManager(workdir / "checkpoints")
-    restored = ckpt.restore(state, step=args.step)
-    ckpt.close()
-    max_boxes = max(cfg.max_boxes, max((len(lab) for lab in coco.labels), default=1))
-    d = train_detr.Data(coco.class_names, None, None, coco)
-
-    def batches():
-        return data.coco_batches(
-            coco, cfg.eval_batch_size, max_boxes=max_boxes, buckets=cfg.buckets
+    graphdef, state, _ = detr_task.init_state(cfg, len(class_names), mesh)
+    checkpoints = Path(args.workdir) / "checkpoints"
+    with parallel.CheckpointManager(checkpoints, read_only=True) as ckpt:
+        restored = ckpt.restore(state, step=args.step)
+    predict = functools.partial(
+        detr_task.make_predict(graphdef), restored.state.params, restored.state.model_state
+    )
+    with timer("eval"):
+        stats, first = train.evaluate_detection(
+            predict, coco, detr_task.val_batches(cfg, coco)(), mesh=mesh, class_names=class_names
         )
-
-    predict = train_detr.make_predict(graphdef, mesh)
-    stats, first = train_detr.evaluate(cfg, predict, restored.state, d, mesh, batches)
     if args.predictions and jax.process_index() == 0:
-        train_detr.draw_first_batch(first, coco.class_names, args.predictions, cfg)
-    result = {
+        detr_figures.draw_first_batch(
+            first, class_names, args.predictions, score_threshold=cfg.score_threshold
+        )
+    summary = {
         **{k: round(v, 4) for k, v in stats.items()},
         "step": restored.step,
         "images": len(coco),
-        "minutes": round((time.time() - t0) / 60, 2),
+        "eval_s": round(timer.total("eval"), 1),
+        "minutes": round(timer.elapsed() / 60, 2),
     }
     if jax.process_index() == 0:
-        for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"):
-            print(f"{key:<6} {stats[key]:.3f}")
-        print(json.dumps(result), flush=True)
-    return result
+        train.print_summary(summary)
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    errors = (parallel.CheckpointError, data.CocoFormatError)
+    raise SystemExit(train.run_cli(main, errors=errors))

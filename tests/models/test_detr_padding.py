@@ -64,14 +64,15 @@ def test_the_real_region_depends_on_the_canvas_size(tiny):
     assert np.abs(np.asarray(small[0]) - np.asarray(big[0])).max() > 1e-3
 
 
-def _load_train_detr():
-    if "train_detr" not in sys.modules:
+def _load_detr_task():
+    """``experiments/detr_task.py``: the input path shared by training and evaluation."""
+    if "detr_task" not in sys.modules:
         sys.path.insert(0, str(EXPERIMENTS))
-        spec = importlib.util.spec_from_file_location("train_detr", EXPERIMENTS / "train_detr.py")
+        spec = importlib.util.spec_from_file_location("detr_task", EXPERIMENTS / "detr_task.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules["train_detr"] = module
+        sys.modules["detr_task"] = module
         spec.loader.exec_module(module)
-    return sys.modules["train_detr"]
+    return sys.modules["detr_task"]
 
 
 @pytest.mark.torch
@@ -91,7 +92,7 @@ def test_hf_parity_on_a_padded_batch_through_the_evaluation_input_path(tmp_path)
     with torch.no_grad():
         hf_out = hf(pixel_values=hf_in["pixel_values"], pixel_mask=hf_in["pixel_mask"])
     # jaxvision's way, as experiments/evaluate_detr.py: a COCO folder read back, bucketed
-    # uint8 batches (padded with 0 before normalising), and train_detr's predict function.
+    # uint8 batches (padded with 0 before normalising), and the experiments' predict function.
     folder = tmp_path / "coco"
     (folder / "images").mkdir(parents=True)
     coco_json = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}
@@ -107,7 +108,7 @@ def test_hf_parity_on_a_padded_batch_through_the_evaluation_input_path(tmp_path)
     model = models.load_hf_detr(_numpy_state(hf), hf.config.to_dict())
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     mesh = parallel.make_mesh(2)
-    predict = _load_train_detr().make_predict(graphdef, mesh)
+    predict = _load_detr_task().make_predict(graphdef)
     inputs = parallel.shard_batch({k: batch[k] for k in ("images", "pixel_mask", "sizes")}, mesh)
     ours = jax.tree.map(np.asarray, jax.device_get(predict(params, rest, **inputs)))
     sizes = torch.tensor(batch["sizes"])

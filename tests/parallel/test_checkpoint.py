@@ -119,6 +119,9 @@ def test_flipped_bytes_inside_an_array_file_are_detected_and_skipped(tmp_path, c
     np.testing.assert_array_equal(restored.state.params["w"], _random_state(1).params["w"])
     assert len(lines) == 1 and "step 2" in lines[0] and "falling back to step 1" in lines[0]
     assert restored.skipped == tuple(lines)
+    assert ckpt.all_steps() == [1]  # the damaged step is set aside, not deleted
+    assert [p.name.startswith("damaged-2-") for p in tmp_path.iterdir() if "damaged" in p.name]
+    assert ckpt.save(2, _random_state(2))
     ckpt.close()
 
 
@@ -130,7 +133,7 @@ def test_unreadable_step_is_one_error_without_asyncio_noise(tmp_path, capfd):
         if p.is_file() and "METADATA" not in p.name:
             p.write_bytes(b"\x00garbage")
     with parallel.CheckpointManager(tmp_path) as ckpt:
-        with pytest.raises(parallel.CheckpointError, match=r"step 2 .* damaged: unreadable file"):
+        with pytest.raises(parallel.CheckpointError, match=r"step 2 .* damaged: unreadable"):
             ckpt.restore(_state(0.0))
         assert ckpt.restore(_state(0.0), fallback=True).step == 1
         with pytest.raises(parallel.CheckpointError, match="step 2"):

@@ -153,6 +153,8 @@ def _key_data(rng: jax.Array) -> np.ndarray:
 
 def _host_array(x: Any) -> np.ndarray:
     """The whole value of a leaf on this host (replicated arrays: one local copy)."""
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
     if isinstance(x, jax.Array):
         if x.is_fully_replicated:
             return np.asarray(x.addressable_data(0))
@@ -177,7 +179,7 @@ def _checksums(tree: Any) -> dict[str, str]:
 def _what_is_unreadable(e: BaseException) -> str:
     """The damaged file if TensorStore names one, else the error's first line."""
     text = str(e)
-    files = re.findall(r'(?:decoding|reading) local file "([^"]+)"', text)
+    files = [f for f in re.findall(r'local file "([^"]+)"', text) if not f.endswith("/")]
     if files:
         return f"unreadable file {files[-1]}"
     first = text.strip().splitlines()[0][:200] if text.strip() else ""
@@ -358,7 +360,9 @@ class CheckpointManager:
             the restored arrays take its structure, dtypes and shardings.
           rng: a template key, needed to restore the saved key.
           step: which checkpoint; ``None``: the latest.
-          fallback: with ``step=None``, skip damaged steps to the newest intact one.
+          fallback: with ``step=None``, skip damaged steps to the newest intact one; unless
+            ``read_only``, a skipped step is renamed ``damaged-<step>-<time>`` (kept, out of
+            the way of the next save of that step).
           log: called with one line per skipped step (e.g. ``print``).
 
         Returns:
@@ -386,13 +390,22 @@ class CheckpointManager:
             except CheckpointError as e:
                 if k + 1 == len(candidates):
                     raise
-                line = f"{e}; falling back to step {candidates[k + 1]}"
+                line = f"{e}; {self._set_aside(s)}falling back to step {candidates[k + 1]}"
                 skipped.append(line)
                 if log is not None:
                     log(line)
                 continue
             return dataclasses.replace(restored, skipped=tuple(skipped))
         raise AssertionError("unreachable")
+
+    def _set_aside(self, step: int) -> str:
+        """Moves a damaged step out of the way of the next save (never deletes it)."""
+        if self.read_only or jax.process_index() != 0:
+            return ""
+        aside = os.path.join(self.directory, f"damaged-{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.rename(self.step_path(step), aside)
+        self._manager.reload()
+        return f"moved to {aside}, "
 
     def _restore_step(self, state: Any, rng: jax.Array | None, step: int) -> Restored:
         template = {"train": state, "rng": None if rng is None else _key_data(rng)}
@@ -417,7 +430,8 @@ class CheckpointManager:
         saved = data.get("checksums")
         if saved is not None:
             now = _checksums(item)
-            bad = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+            # What the template restores (an evaluation may leave the RNG out).
+            bad = sorted(k for k in now if saved.get(k) != now[k])
             if bad:
                 names = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
                 raise CheckpointError(
