@@ -44,18 +44,31 @@ def torch_spp(x, levels, mode):
 def cases(batch):
     """(label, input NHWC shape, jax fn, torch fn on NCHW)."""
     out = []
-    for shape, size in (((batch, 13, 13, 256), 6), ((batch, 28, 28, 64), 7),
-                        ((batch, 15, 15, 128), 4), ((batch, 5, 5, 256), 7)):
-        for mode, jf, tf in (("max", ops.adaptive_max_pool2d, F.adaptive_max_pool2d),
-                             ("avg", ops.adaptive_avg_pool2d, F.adaptive_avg_pool2d)):
+    for shape, size in (
+        ((batch, 13, 13, 256), 6),
+        ((batch, 28, 28, 64), 7),
+        ((batch, 15, 15, 128), 4),
+        ((batch, 5, 5, 256), 7),
+    ):
+        for mode, jf, tf in (
+            ("max", ops.adaptive_max_pool2d, F.adaptive_max_pool2d),
+            ("avg", ops.adaptive_avg_pool2d, F.adaptive_avg_pool2d),
+        ):
             label = f"adaptive_{mode}_pool2d {shape[1]}x{shape[2]}x{shape[3]} -> {size}"
-            out.append((label, shape, lambda x, jf=jf, s=size: jf(x, s),
-                        lambda x, tf=tf, s=size: tf(x, s)))
+            out.append(
+                (label, shape, lambda x, jf=jf, s=size: jf(x, s), lambda x, tf=tf, s=size: tf(x, s))
+            )
     for levels in ((1, 2, 4), (6, 3, 2, 1)):
         for shape in ((batch, 13, 13, 256), (batch, 10, 10, 256)):
             label = f"spatial_pyramid_pool max {levels} {shape[1]}x{shape[2]}x{shape[3]}"
-            out.append((label, shape, lambda x, lv=levels: ops.spatial_pyramid_pool(x, lv),
-                        lambda x, lv=levels: torch_spp(x, lv, "max")))
+            out.append(
+                (
+                    label,
+                    shape,
+                    lambda x, lv=levels: ops.spatial_pyramid_pool(x, lv),
+                    lambda x, lv=levels: torch_spp(x, lv, "max"),
+                )
+            )
     return out
 
 
@@ -92,10 +105,13 @@ def bench_case(label, shape, jf, tf, repeats, rng):
         "torch fwd+bwd": median_time(torch_bwd, repeats),
     }
     ms = {k: 1e3 * v for k, v in times.items()}
-    print(f"| {label} | {ms['jax fwd']:.3f} | {ms['torch fwd']:.3f} | "
-          f"{ms['torch fwd'] / ms['jax fwd']:.2f} | {ms['jax fwd+bwd']:.3f} | "
-          f"{ms['torch fwd+bwd']:.3f} | {ms['torch fwd+bwd'] / ms['jax fwd+bwd']:.2f} | "
-          f"{compile_s:.2f} |", flush=True)
+    print(
+        f"| {label} | {ms['jax fwd']:.3f} | {ms['torch fwd']:.3f} | "
+        f"{ms['torch fwd'] / ms['jax fwd']:.2f} | {ms['jax fwd+bwd']:.3f} | "
+        f"{ms['torch fwd+bwd']:.3f} | {ms['torch fwd+bwd'] / ms['jax fwd+bwd']:.2f} | "
+        f"{compile_s:.2f} |",
+        flush=True,
+    )
 
 
 def _nhwc(t):
@@ -109,11 +125,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), float32, batch {args.batch}, "
-          f"median of {args.repeats}; ratio = torch / jax")
-    print("| case | jax fwd ms | torch fwd ms | ratio | jax fwd+bwd ms | torch fwd+bwd ms "
-          "| ratio | jax compile s |")
+    print(
+        f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), float32, batch {args.batch}, "
+        f"median of {args.repeats}; ratio = torch / jax"
+    )
+    print(
+        "| case | jax fwd ms | torch fwd ms | ratio | jax fwd+bwd ms | torch fwd+bwd ms "
+        "| ratio | jax compile s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for case in cases(args.batch):
         bench_case(*case, args.repeats, rng)

@@ -1,4 +1,4 @@
-"""Pooling modules: thin NNX wrappers over ``ops.adaptive_*_pool2d`` and ``ops.spatial_pyramid_pool``.
+"""Pooling modules: thin NNX wrappers over the adaptive pools and SPP of `ops.pooling`.
 
 They hold no parameters and no state; they exist so that a model written as a tree of
 modules (``nnx.Sequential``, a backbone with a head) can name its pooling layer, as

@@ -77,7 +77,9 @@ def pool_bins(input_size: int, output_size: int, *, binning: str = "adaptive") -
     if b <= 0:
         raise ValueError(f"output_size must be positive, got {output_size}")
     if binning == "adaptive":
-        return tuple(((a // b) * c + ((a % b) * c) // b, 1 + ((a + 1) * c - 1) // b) for a in range(b))
+        return tuple(
+            ((a // b) * c + ((a % b) * c) // b, 1 + ((a + 1) * c - 1) // b) for a in range(b)
+        )
     if c < b:
         raise ValueError(
             f"binning='sppnet' needs input_size >= output_size (stride floor(c / n) would be "
