@@ -14,7 +14,6 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import torch
 
 
@@ -62,8 +61,10 @@ def main(argv=None):
     print(f"PyTorch eager, {args.calls} calls, scale set to 1, 2, 3 before each:")
     print(f"  Python side effects ran {torch_log} times; outputs {torch_outs}")
     print(f"JAX jit, {args.calls} calls, same:")
-    print(f"  Python side effects ran {jax_log} time(s) (tracing); jax.debug.callback ran "
-          f"{jax_staged} times; outputs {jax_outs}")
+    print(
+        f"  Python side effects ran {jax_log} time(s) (tracing); jax.debug.callback ran "
+        f"{jax_staged} times; outputs {jax_outs}"
+    )
     print(f"  a call with a new shape retraces and reads scale = {args.calls}: {retraced}")
     print("Differs: under jit Python is a program generator: side effects and global reads")
     print("  happen at trace time; anything that must run per call is staged explicitly")
