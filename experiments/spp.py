@@ -58,6 +58,7 @@ class Config:
     levels: str = "1,2,4"
     log_every: int = 100
     seed: int = 0
+    variants: str = ",".join(VARIANTS)
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -273,7 +274,9 @@ def main(argv: list[str] | None = None) -> dict:
     writer = train.MetricsWriter(run.workdir / "metrics.jsonl")
     timer = train.Timer()
     results = {}
-    for variant in VARIANTS:
+    for variant in cfg.variants.split(","):
+        if variant not in VARIANTS:
+            raise train.ConfigError(f"variants: {variant!r} is not one of {VARIANTS}")
         model = train_variant(variant, cfg, writer, timer)
         results[variant] = evaluate(variant, model, cfg, timer)
         writer.write(
