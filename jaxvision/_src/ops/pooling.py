@@ -25,6 +25,7 @@ from jaxvision._src.export import export
 Bins = tuple[tuple[int, int], ...]
 _BINNINGS = ("adaptive", "sppnet")
 _MODES = ("max", "avg")
+_MAX_SLICED_BINS = 16
 
 
 def _check_binning(binning: str) -> None:
@@ -99,6 +100,11 @@ def _pool_axis(x: jax.Array, bins: Bins, axis: int, mode: str) -> jax.Array:
     if tiled and k * len(bins) == size:
         # Bins tile the axis: a reshape, no gather (the divisible case, and the identity).
         windows = x.reshape(x.shape[:axis] + (len(bins), k) + x.shape[axis + 1 :])
+    elif len(bins) <= _MAX_SLICED_BINS:
+        # One static slice per bin: its gradient is a pad, where a gather's is a scatter.
+        reduce = jnp.mean if mode == "avg" else _first_max
+        parts = [reduce(jax.lax.slice_in_dim(x, s, e, axis=axis), axis=axis) for s, e in bins]
+        return jnp.stack(parts, axis=axis)
     else:
         # Each bin padded to k cells by repeating its last cell, which changes neither its
         # max nor (with the weights below) its mean.
@@ -109,11 +115,19 @@ def _pool_axis(x: jax.Array, bins: Bins, axis: int, mode: str) -> jax.Array:
         weights = (np.arange(k) < lengths[:, None]) / lengths[:, None]
         weights = weights.reshape((len(bins), k) + (1,) * (x.ndim - axis - 1))
         return jnp.sum(windows * weights.astype(x.dtype), axis=axis + 1)
-    # The first maximum of each window, as PyTorch: the gradient of a tie goes to one cell.
-    # Selected with a mask rather than take_along_axis, whose gradient is a slow scatter.
-    first = jnp.argmax(windows, axis=axis + 1, keepdims=True)
-    cell = jnp.arange(k).reshape((k,) + (1,) * (x.ndim - axis - 1))
-    return jnp.sum(jnp.where(cell == first, windows, jnp.zeros((), x.dtype)), axis=axis + 1)
+    return _first_max(windows, axis=axis + 1)
+
+
+def _first_max(x: jax.Array, axis: int) -> jax.Array:
+    """The maximum along ``axis``, differentiated as the FIRST cell holding it.
+
+    That is PyTorch's choice on ties (``jnp.max`` would split the gradient equally among
+    tied cells). The cell is selected with a mask rather than ``take_along_axis``, whose
+    gradient is a scatter (several times slower on the CPU).
+    """
+    first = jnp.argmax(x, axis=axis, keepdims=True)
+    cell = jnp.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    return jnp.sum(jnp.where(cell == first, x, jnp.zeros((), x.dtype)), axis=axis)
 
 
 def _pool2d(x: jax.Array, rows: Bins, cols: Bins, mode: str) -> jax.Array:
