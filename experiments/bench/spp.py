@@ -6,8 +6,9 @@ One run times jaxvision (jit-compiled, channels-last ``[N, H, W, C]``) and PyTor
 (``torch.nn.functional.adaptive_{max,avg}_pool2d`` on the usual ``[N, C, H, W]``
 contiguous layout; SPP as PyTorch users write it, a ``torch.cat`` of adaptive max-pools
 flattened per level) on the same data. Forward + backward is ``grad of sum(out * g)`` for
-a fixed random ``g``. Medians over repeats, after a warm-up call (compile time excluded and
-printed apart); ratio = PyTorch time / jaxvision time (above 1: jaxvision is faster).
+a fixed random ``g``. Medians over repeats (the four timings interleaved), after a warm-up
+call (compile time excluded and printed apart); ratio = PyTorch time / jaxvision time
+(above 1: jaxvision is faster).
 """
 
 import os
@@ -26,13 +27,16 @@ import torch.nn.functional as F  # noqa: E402
 from jaxvision import ops  # noqa: E402
 
 
-def median_time(fn, repeats):
-    times = []
+def interleaved_medians(fns, repeats):
+    """Median seconds of each function, calling them in turn every repeat, so that a change
+    of load on a shared machine hits every side alike."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def torch_spp(x, levels, mode):
@@ -98,12 +102,15 @@ def bench_case(label, shape, jf, tf, repeats, rng):
         return xg.grad
 
     np.testing.assert_allclose(np.asarray(bwd(xj)[1]), _nhwc(torch_bwd()), rtol=1e-5, atol=1e-5)
-    times = {
-        "jax fwd": median_time(lambda: jax.block_until_ready(fwd(xj)), repeats),
-        "torch fwd": median_time(lambda: tf(xt), repeats),
-        "jax fwd+bwd": median_time(lambda: jax.block_until_ready(bwd(xj)), repeats),
-        "torch fwd+bwd": median_time(torch_bwd, repeats),
-    }
+    times = interleaved_medians(
+        {
+            "jax fwd": lambda: jax.block_until_ready(fwd(xj)),
+            "torch fwd": lambda: tf(xt),
+            "jax fwd+bwd": lambda: jax.block_until_ready(bwd(xj)),
+            "torch fwd+bwd": torch_bwd,
+        },
+        repeats,
+    )
     ms = {k: 1e3 * v for k, v in times.items()}
     print(
         f"| {label} | {ms['jax fwd']:.3f} | {ms['torch fwd']:.3f} | "

@@ -10,7 +10,8 @@ reverse-over-forward ``grad(jvp(f))``, reverse-over-reverse ``grad(vdot(grad(f),
 the dense ``hessian(f) @ v``. PyTorch, eager: ``torch.autograd.functional.hvp`` (documented
 as "significantly slower than vhp", it uses the double-backward trick),
 ``torch.autograd.functional.vhp``, and ``torch.func.jvp(torch.func.grad(f))``
-(forward-over-reverse). Medians over repeats of one call each.
+(forward-over-reverse). Medians over repeats of one call each, the methods interleaved;
+JAX's are compiled ahead of time (``.lower(...).compile()``, timed apart).
 """
 
 import argparse
@@ -60,13 +61,15 @@ def torch_methods():
     }
 
 
-def median_time(fn, repeats):
-    times = []
+def interleaved_medians(fns, repeats):
+    """Median seconds of each function, called in turn every repeat (fair under load)."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -80,21 +83,20 @@ def main(argv=None):
     t = np.tanh(x.astype(np.float64))
     exact = 2 * (1 - t**2) * (1 - 3 * t**2) * v
 
-    rows, compile_s = {}, {}
     xj, vj = jnp.asarray(x), jnp.asarray(v)
-    for name, fn in jax_methods(shape).items():
-        jitted = jax.jit(fn)
-        start = time.perf_counter()
-        out = jax.block_until_ready(jitted(xj, vj))
-        first = time.perf_counter() - start
-        np.testing.assert_allclose(np.asarray(out), exact, rtol=1e-4, atol=1e-5, err_msg=name)
-        rows[name] = median_time(lambda j=jitted: jax.block_until_ready(j(xj, vj)), args.repeats)
-        compile_s[name] = max(first - rows[name], 0.0)
     xt, vt = torch.from_numpy(x), torch.from_numpy(v)
+    calls, compile_s = {}, {}
+    for name, fn in jax_methods(shape).items():
+        start = time.perf_counter()
+        compiled = jax.jit(fn).lower(xj, vj).compile()
+        compile_s[name] = time.perf_counter() - start
+        calls[name] = lambda c=compiled: jax.block_until_ready(c(xj, vj))
     for name, fn in torch_methods().items():
-        out = fn(xt, vt)
-        np.testing.assert_allclose(out.numpy(), exact, rtol=1e-4, atol=1e-5, err_msg=name)
-        rows[name] = median_time(lambda fn=fn: fn(xt, vt), args.repeats)
+        calls[name] = lambda fn=fn: fn(xt, vt)
+    for name, call in calls.items():
+        out = np.asarray(call())
+        np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-5, err_msg=name)
+    rows = interleaved_medians(calls, args.repeats)
     base = rows["torch.autograd.functional.vhp"]
     print(
         f"HVP of sum(tanh(X)^2), X {shape[0]}x{shape[1]}, float32, CPU, median of "
