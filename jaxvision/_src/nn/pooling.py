@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import jax
 from flax import nnx
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.ops.pooling import (
@@ -46,7 +47,7 @@ class AdaptiveMaxPool2d(nnx.Module):
     def __init__(self, output_size: int | Sequence[int | None]) -> None:
         self.output_size = _checked_size(output_size)
 
-    def __call__(self, x: jax.ArrayLike) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """``x``: ``[N, H, W, C]`` -> ``[N, oh, ow, C]``."""
         return adaptive_max_pool2d(x, self.output_size)
 
@@ -68,7 +69,7 @@ class AdaptiveAvgPool2d(nnx.Module):
     def __init__(self, output_size: int | Sequence[int | None]) -> None:
         self.output_size = _checked_size(output_size)
 
-    def __call__(self, x: jax.ArrayLike) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """``x``: ``[N, H, W, C]`` -> ``[N, oh, ow, C]``."""
         return adaptive_avg_pool2d(x, self.output_size)
 
@@ -100,6 +101,6 @@ class SpatialPyramidPooling(nnx.Module):
         self.mode = mode
         self.binning = binning
 
-    def __call__(self, x: jax.ArrayLike) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """``x``: ``[N, H, W, C]`` -> ``[N, sum(n * n) * C]``."""
         return spatial_pyramid_pool(x, self.levels, mode=self.mode, binning=self.binning)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 
@@ -158,14 +159,14 @@ def _output_pair(output_size: int | Sequence[int | None], h: int, w: int) -> tup
     return int(pair[0]), int(pair[1])
 
 
-def _adaptive(x: jax.ArrayLike, output_size: int | Sequence[int | None], mode: str) -> jax.Array:
+def _adaptive(x: ArrayLike, output_size: int | Sequence[int | None], mode: str) -> jax.Array:
     x = _check_input(x)
     oh, ow = _output_pair(output_size, x.shape[1], x.shape[2])
     return _pool2d(x, pool_bins(x.shape[1], oh), pool_bins(x.shape[2], ow), mode)
 
 
 @export("ops.adaptive_max_pool2d")
-def adaptive_max_pool2d(x: jax.ArrayLike, output_size: int | Sequence[int | None]) -> jax.Array:
+def adaptive_max_pool2d(x: ArrayLike, output_size: int | Sequence[int | None]) -> jax.Array:
     """Adaptive max pooling with PyTorch's bins, channels-last.
 
     Output cell ``(i, j)`` is the maximum of ``x`` over rows ``pool_bins(H, oh)[i]`` and
@@ -202,7 +203,7 @@ def adaptive_max_pool2d(x: jax.ArrayLike, output_size: int | Sequence[int | None
 
 
 @export("ops.adaptive_avg_pool2d")
-def adaptive_avg_pool2d(x: jax.ArrayLike, output_size: int | Sequence[int | None]) -> jax.Array:
+def adaptive_avg_pool2d(x: ArrayLike, output_size: int | Sequence[int | None]) -> jax.Array:
     """Adaptive average pooling with PyTorch's bins, channels-last.
 
     Output cell ``(i, j)`` is the mean of ``x`` over rows ``pool_bins(H, oh)[i]`` and
@@ -244,7 +245,7 @@ def _check_levels(levels: Sequence[int]) -> tuple[int, ...]:
 
 @export("ops.spatial_pyramid_pool")
 def spatial_pyramid_pool(
-    x: jax.ArrayLike,
+    x: ArrayLike,
     levels: Sequence[int] = (1, 2, 4),
     *,
     mode: str = "max",
