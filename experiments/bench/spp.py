@@ -1,14 +1,14 @@
 """Adaptive pools and spatial pyramid pooling, forward and forward + backward, against PyTorch.
 
-    python experiments/bench/spp.py [--batch 32] [--repeats 15]
+    python experiments/bench/spp.py [--batch 32] [--repeats 15] [--torch-threads 1]
 
 One run times jaxvision (jit-compiled, channels-last ``[N, H, W, C]``) and PyTorch eager
 (``torch.nn.functional.adaptive_{max,avg}_pool2d`` on the usual ``[N, C, H, W]``
 contiguous layout; SPP as PyTorch users write it, a ``torch.cat`` of adaptive max-pools
 flattened per level) on the same data. Forward + backward is ``grad of sum(out * g)`` for
-a fixed random ``g``. Medians over repeats (the four timings interleaved), after a warm-up
-call (compile time excluded and printed apart); ratio = PyTorch time / jaxvision time
-(above 1: jaxvision is faster).
+a fixed random ``g``. Medians over repeats (the four timings interleaved, each after one
+untimed call), after a warm-up call (compile time excluded and printed apart);
+ratio = PyTorch time / jaxvision time (above 1: jaxvision is faster).
 """
 
 import os
@@ -33,6 +33,7 @@ def interleaved_medians(fns, repeats):
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()  # untimed: absorbs the switch from the other side (torch's idle threads spin)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -130,7 +131,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--torch-threads", type=int, default=None, help="default: torch's")
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     rng = np.random.default_rng(0)
     print(
         f"jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "

@@ -66,6 +66,7 @@ def interleaved_medians(fns, repeats):
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()  # untimed: absorbs the switch from the other side (torch's idle threads spin)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
