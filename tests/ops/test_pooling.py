@@ -76,6 +76,7 @@ def test_hand_values_1d_13_to_6_avg_and_upsampling_4_to_6():
 def _random_cases(seed, count):
     rng = np.random.default_rng(seed)
     cases = [(13, 13, 6, 6), (10, 10, 6, 6), (4, 7, 6, 9), (8, 8, 4, 2), (1, 1, 3, 2), (7, 5, 7, 5)]
+    cases.append((40, 7, 18, 20))  # more than 16 bins: the gather path, and upsampling
     for _ in range(count):
         h, w = rng.integers(1, 24, 2)
         oh, ow = rng.integers(1, 12, 2)
