@@ -26,7 +26,7 @@ def _main(name):
 def test_every_script_is_covered():
     assert {p.stem for p in CONTRAST.glob("*.py")} == {
         "inplace", "grad_accumulation", "retain_graph", "detach", "jit_side_effects",
-        "custom_gradient", "per_example_grads", "hvp",
+        "custom_gradient", "per_example_grads", "hvp", "out_of_bounds", "vmap_randomness",
     }  # fmt: skip
 
 
@@ -77,3 +77,14 @@ def test_per_example_grads():
 def test_hvp():
     out = _main("hvp")(["--shape", "3", "4", "--repeats", "2"])
     assert len(out["us"]) == 7 and len(out["compile_s"]) == 4
+
+
+def test_out_of_bounds():
+    out = _main("out_of_bounds")(["--n", "3"])
+    assert "out of bounds" in out["torch_error"]
+    assert out["gathered"] == 2 and out["filled"] == -1
+
+
+def test_vmap_randomness():
+    out = _main("vmap_randomness")(["--batch", "3"])
+    assert "randomness" in out["torch_error"] and len(set(out["jax_different"])) == 3
