@@ -5,15 +5,21 @@
 from jaxvision._src.nn.attention import MaskedMultiHeadAttention as MaskedMultiHeadAttention
 from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm as FrozenBatchNorm
 from jaxvision._src.nn.frozen_batch_norm import FrozenStat as FrozenStat
+from jaxvision._src.nn.pooling import AdaptiveAvgPool2d as AdaptiveAvgPool2d
+from jaxvision._src.nn.pooling import AdaptiveMaxPool2d as AdaptiveMaxPool2d
+from jaxvision._src.nn.pooling import SpatialPyramidPooling as SpatialPyramidPooling
 from jaxvision._src.nn.position_encoding import LearnedPositionEncoding as LearnedPositionEncoding
 from jaxvision._src.nn.position_encoding import SinePositionEncoding as SinePositionEncoding
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "FrozenBatchNorm",
     "FrozenStat",
     "LearnedPositionEncoding",
     "MaskedMultiHeadAttention",
     "SinePositionEncoding",
+    "SpatialPyramidPooling",
 ]
 
 _DEPRECATED = {

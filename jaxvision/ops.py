@@ -4,14 +4,22 @@
 
 from jaxvision._src.ops.attention import multi_head_attention as multi_head_attention
 from jaxvision._src.ops.frozen_batch_norm import frozen_batch_norm as frozen_batch_norm
+from jaxvision._src.ops.pooling import adaptive_avg_pool2d as adaptive_avg_pool2d
+from jaxvision._src.ops.pooling import adaptive_max_pool2d as adaptive_max_pool2d
+from jaxvision._src.ops.pooling import pool_bins as pool_bins
+from jaxvision._src.ops.pooling import spatial_pyramid_pool as spatial_pyramid_pool
 from jaxvision._src.ops.position_encoding import downsample_pixel_mask as downsample_pixel_mask
 from jaxvision._src.ops.position_encoding import learned_position_encoding as learned_position_encoding
 from jaxvision._src.ops.position_encoding import sine_position_encoding as sine_position_encoding
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "downsample_pixel_mask",
     "frozen_batch_norm",
     "learned_position_encoding",
     "multi_head_attention",
+    "pool_bins",
     "sine_position_encoding",
+    "spatial_pyramid_pool",
 ]
