@@ -4,6 +4,10 @@
 
 from jaxvision._src.metrics.confusion import confusion_matrix as confusion_matrix
 from jaxvision._src.metrics.confusion import confusion_matrix_from_logits as confusion_matrix_from_logits
+from jaxvision._src.metrics.keypoints import keypoint_epe as keypoint_epe
+from jaxvision._src.metrics.keypoints import keypoint_oks as keypoint_oks
+from jaxvision._src.metrics.keypoints import keypoint_pck as keypoint_pck
+from jaxvision._src.metrics.keypoints import keypoint_pckh as keypoint_pckh
 from jaxvision._src.metrics.labels import reduce_zero_label as reduce_zero_label
 from jaxvision._src.metrics.report import segmentation_report as segmentation_report
 from jaxvision._src.metrics.report import segmentation_scores as segmentation_scores
@@ -29,6 +33,10 @@ __all__ = [
     "dice",
     "fbeta_score",
     "frequency_weighted_iou",
+    "keypoint_epe",
+    "keypoint_oks",
+    "keypoint_pck",
+    "keypoint_pckh",
     "mean_dice",
     "mean_iou",
     "mean_pixel_accuracy",

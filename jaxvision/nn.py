@@ -7,11 +7,13 @@ from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm as FrozenBatchNo
 from jaxvision._src.nn.frozen_batch_norm import FrozenStat as FrozenStat
 from jaxvision._src.nn.position_encoding import LearnedPositionEncoding as LearnedPositionEncoding
 from jaxvision._src.nn.position_encoding import SinePositionEncoding as SinePositionEncoding
+from jaxvision._src.nn.realnvp import RealNVP as RealNVP
 
 __all__ = [
     "FrozenBatchNorm",
     "FrozenStat",
     "LearnedPositionEncoding",
     "MultiHeadAttention",
+    "RealNVP",
     "SinePositionEncoding",
 ]

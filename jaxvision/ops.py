@@ -7,11 +7,21 @@ from jaxvision._src.ops.frozen_batch_norm import frozen_batch_norm as frozen_bat
 from jaxvision._src.ops.position_encoding import downsample_pixel_mask as downsample_pixel_mask
 from jaxvision._src.ops.position_encoding import learned_position_encoding as learned_position_encoding
 from jaxvision._src.ops.position_encoding import sine_position_encoding as sine_position_encoding
+from jaxvision._src.ops.realnvp import MLPParams as MLPParams
+from jaxvision._src.ops.realnvp import RealNVPParams as RealNVPParams
+from jaxvision._src.ops.realnvp import realnvp_init as realnvp_init
+from jaxvision._src.ops.realnvp import realnvp_inverse as realnvp_inverse
+from jaxvision._src.ops.realnvp import realnvp_log_prob as realnvp_log_prob
 
 __all__ = [
+    "MLPParams",
+    "RealNVPParams",
     "downsample_pixel_mask",
     "frozen_batch_norm",
     "learned_position_encoding",
     "multi_head_attention",
+    "realnvp_init",
+    "realnvp_inverse",
+    "realnvp_log_prob",
     "sine_position_encoding",
 ]
