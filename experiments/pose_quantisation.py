@@ -83,14 +83,17 @@ def main() -> None:
         for name, xy in decoded.items():
             results.setdefault(name, {})[stride] = errors(xy, pts / stride, stride)
     head = " | ".join(f"stride {s} ({args.input // s} px)" for s in (1, *STRIDES))
-    print(f"error in input px, max |e| per axis / RMS per axis / mean Euclidean ({args.points} "
-          "random keypoints)")
+    print(
+        f"error in input px, max |e| per axis / RMS per axis / mean Euclidean ({args.points} "
+        "random keypoints)"
+    )
     print(f"| decoder | {head} |")
     print("|---|" + "---|" * (1 + len(STRIDES)))
     for name, per in results.items():
         cells = [
             f"{per[s]['max_abs']:.3f} / {per[s]['rms_axis']:.3f} / {per[s]['mean_px']:.3f}"
-            if s in per else "-"
+            if s in per
+            else "-"
             for s in (1, *STRIDES)
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
