@@ -7,6 +7,10 @@ from jaxvision._src.keypoints.constants import COCO_FLIP_PAIRS as COCO_FLIP_PAIR
 from jaxvision._src.keypoints.constants import COCO_KEYPOINT_NAMES as COCO_KEYPOINT_NAMES
 from jaxvision._src.keypoints.constants import COCO_SIGMAS as COCO_SIGMAS
 from jaxvision._src.keypoints.constants import COCO_SKELETON as COCO_SKELETON
+from jaxvision._src.keypoints.crop import crop_images as crop_images
+from jaxvision._src.keypoints.crop import crop_matrix as crop_matrix
+from jaxvision._src.keypoints.crop import keypoints_from_crop as keypoints_from_crop
+from jaxvision._src.keypoints.crop import keypoints_to_crop as keypoints_to_crop
 from jaxvision._src.keypoints.flip import flip_heatmaps as flip_heatmaps
 from jaxvision._src.keypoints.flip import flip_keypoints as flip_keypoints
 from jaxvision._src.keypoints.heatmaps import gaussian_heatmaps as gaussian_heatmaps
@@ -19,10 +23,14 @@ __all__ = [
     "COCO_KEYPOINT_NAMES",
     "COCO_SIGMAS",
     "COCO_SKELETON",
+    "crop_images",
+    "crop_matrix",
     "flip_heatmaps",
     "flip_keypoints",
     "gaussian_heatmaps",
     "heatmap_argmax",
+    "keypoints_from_crop",
+    "keypoints_to_crop",
     "simcc_decode",
     "simcc_encode",
     "soft_argmax",
