@@ -27,6 +27,7 @@ from jaxvision._src.models.pose import pose_resnet50 as pose_resnet50
 from jaxvision._src.models.pose import pose_small_config as pose_small_config
 from jaxvision._src.models.pose_criterion import pose_decode as pose_decode
 from jaxvision._src.models.pose_criterion import pose_loss as pose_loss
+from jaxvision._src.models.pose_weights import load_torchvision_resnet_backbone as load_torchvision_resnet_backbone
 from jaxvision._src.models.resnet import ResNet as ResNet
 from jaxvision._src.models.resnet import ResNetConfig as ResNetConfig
 
@@ -54,6 +55,7 @@ __all__ = [
     "detr_trainable_mask",
     "load_hf_detr",
     "load_official_detr",
+    "load_torchvision_resnet_backbone",
     "pose_decode",
     "pose_loss",
     "pose_resnet50",
