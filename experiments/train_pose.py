@@ -43,6 +43,7 @@ class Config:
     input_h: int = 64
     input_w: int = 48
     integral_debias: bool = False
+    deconv_layers: int = 0  # 0: the preset's (2 for small, 3 for resnet50); 1 fewer = stride x2
     heatmap_sigma: float = 1.0  # map pixels
     simcc_sigma: float = 2.0  # bins
     coco_dir: str = ""  # empty: generated figures

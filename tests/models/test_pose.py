@@ -27,17 +27,23 @@ def test_heads_shapes_finite_loss_grads_and_decode(head):
     cfg = pose_small_config(head, SIZE)
     model = PoseModel(cfg, rngs=nnx.Rngs(0))
     images, kp, w = _batch(np.random.default_rng(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
-    def loss(model):
-        out = model(images)
-        flow = model.flow if head == "rle" else None
-        return pose_loss(out, kp, w, cfg, flow_log_prob=flow)
+    @jax.jit
+    def loss_and_decode(params):
+        def loss(params):
+            m = nnx.merge(graphdef, params, rest, copy=True)
+            out = m(images)
+            return pose_loss(out, kp, w, cfg, flow_log_prob=m.flow if head == "rle" else None)
 
-    value, grads = nnx.value_and_grad(loss)(model)
+        value, grads = jax.value_and_grad(loss)(params)
+        m = nnx.merge(graphdef, params, rest, copy=True)
+        m.eval()
+        return value, grads, pose_decode(m(images), cfg)
+
+    value, grads, (xy, score) = loss_and_decode(params)
     assert np.isfinite(float(value))
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
-    model.eval()
-    xy, score = pose_decode(model(images), cfg)
     assert xy.shape == (2, 17, 2) and score.shape == (2, 17)
     assert cfg.map_size == ((2, 2) if head == "rle" else (8, 8))
 
