@@ -209,7 +209,7 @@ def val_truth(crops) -> np.ndarray:
 
 
 def draw(crops, xy_image, path: Path, n: int = 8) -> None:
-    """The first ``n`` val crops: ground-truth skeleton in white, prediction in red."""
+    """The first ``n`` val crops: ground-truth skeleton in white, prediction in yellow."""
     from PIL import Image, ImageDraw
 
     scale = 4
@@ -221,7 +221,7 @@ def draw(crops, xy_image, path: Path, n: int = 8) -> None:
         d = ImageDraw.Draw(im)
         for pts, colour, only_labelled in (
             (crops.keypoints[i], (255, 255, 255), True),
-            (pred[i], (255, 40, 40), False),
+            (pred[i], (255, 255, 0), False),
         ):
             for a, b in keypoints.COCO_SKELETON:
                 if only_labelled and (pts[a][2] == 0 or pts[b][2] == 0):
