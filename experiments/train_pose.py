@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,12 @@ def image_dir(annotation: Path, cfg: Config) -> Path:
     if cfg.coco_dir:
         return Path(cfg.coco_dir) / annotation.stem.replace("person_keypoints_", "")
     return annotation.parent / "images"
+
+
+@functools.lru_cache(maxsize=4)
+def load_crops(annotation: Path, images: Path, size: tuple[int, int]) -> data.TopDownCrops:
+    """One crop per person; cached, so a table of runs in one process crops once."""
+    return data.topdown_crops(data.read_coco_keypoints(annotation, images), size)
 
 
 def normalise(images: jax.Array) -> jax.Array:
@@ -284,12 +291,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_json, val_json = load_splits(cfg, run.workdir)
         pcfg = pose_config(cfg)
         size = pcfg.input_size
-        train_crops = data.topdown_crops(
-            data.read_coco_keypoints(train_json, image_dir(train_json, cfg)), size
-        )
-        val_crops = data.topdown_crops(
-            data.read_coco_keypoints(val_json, image_dir(val_json, cfg)), size
-        )
+        train_crops = load_crops(train_json, image_dir(train_json, cfg), size)
+        val_crops = load_crops(val_json, image_dir(val_json, cfg), size)
     mesh = parallel.make_mesh()
     graphdef, state, optimizer = init_state(cfg, pcfg, mesh)
     step_fn = parallel.data_parallel_step(make_loss(cfg, pcfg, graphdef), optimizer, mesh)

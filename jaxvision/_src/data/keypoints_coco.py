@@ -87,23 +87,41 @@ class TopDownCrops:
         return int(self.images.shape[0])
 
 
+_CHUNK = 128  # persons cropped per call when every image has the same size
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
 @export("data.topdown_crops")
 def topdown_crops(
     dataset: KeypointDataset, out_size: tuple[int, int], *, padding: float = 1.25
 ) -> TopDownCrops:
     """Crops every person's box (enlarged to the crop's aspect ratio and by ``padding``).
 
-    Uses ``keypoints.crop_matrix`` / ``crop_images`` (``geometry.warp_affine``), one jit
-    call per image size and person count.
+    Uses ``keypoints.crop_matrix`` / ``crop_images`` (``geometry.warp_affine``): in chunks
+    of persons when all images have one size (generated data), else one call per image
+    (one compilation per image size and person count).
     """
     mats = np.asarray(crop_matrix(dataset.boxes, out_size, padding=padding))
     crops = np.zeros((len(dataset.boxes), *out_size, 3), np.uint8)
     warp = jax.jit(crop_images, static_argnums=2)
-    for i, image in enumerate(dataset.images):
-        rows = np.flatnonzero(dataset.person_image == i)
-        if rows.size:
-            out = warp(np.asarray(image, np.float32)[None], mats[rows], tuple(out_size))
-            crops[rows] = np.clip(np.round(np.asarray(out)), 0, 255).astype(np.uint8)
+    shapes = {np.shape(im) for im in dataset.images}
+    if len(shapes) == 1:  # one size: fixed chunks of persons, one compilation
+        images = np.asarray(dataset.images)
+        for start in range(0, len(crops), _CHUNK):
+            rows = np.arange(start, start + _CHUNK) % len(crops)
+            src = images[dataset.person_image[rows]].astype(np.float32)
+            out = np.asarray(warp(src, mats[rows], tuple(out_size)))
+            keep = min(_CHUNK, len(crops) - start)
+            crops[start : start + keep] = _to_uint8(out[:keep])
+    else:
+        for i, image in enumerate(dataset.images):
+            rows = np.flatnonzero(dataset.person_image == i)
+            if rows.size:
+                out = warp(np.asarray(image, np.float32)[None], mats[rows], tuple(out_size))
+                crops[rows] = _to_uint8(np.asarray(out))
     kp = np.asarray(keypoints_to_crop(dataset.keypoints[..., :2], mats))
     kp = np.concatenate([kp, dataset.keypoints[..., 2:]], -1)
     return TopDownCrops(
