@@ -22,13 +22,13 @@ import train_pose  # noqa: E402
 # (row name, train_pose overrides); deconv_layers=1 is the stride-8 map.
 ROWS: tuple[tuple[str, list[str]], ...] = (
     ("heatmap s4", ["head=heatmap"]),
-    ("heatmap s8", ["head=heatmap", "deconv_layers=1"]),
     ("integral s4", ["head=integral"]),
-    ("integral s8", ["head=integral", "deconv_layers=1"]),
     ("integral+debias s4", ["head=integral", "integral_debias=true"]),
     ("simcc s4", ["head=simcc"]),
-    ("simcc s8", ["head=simcc", "deconv_layers=1"]),
     ("rle 64x48", ["head=rle"]),
+    ("heatmap s8", ["head=heatmap", "deconv_layers=1"]),
+    ("integral s8", ["head=integral", "deconv_layers=1"]),
+    ("simcc s8", ["head=simcc", "deconv_layers=1"]),
     ("rle 48x32", ["head=rle", "input_h=48", "input_w=32"]),
 )
 
@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--data-dir", default="")
     p.add_argument("--only", nargs="*", default=None, help="row names to run")
+    p.add_argument("--report", action="store_true", help="print the rows done, train none")
     args = p.parse_args()
     root = Path(args.root)
     common = [f"steps={args.steps}", f"data_dir={args.data_dir or root / 'data'}"]
