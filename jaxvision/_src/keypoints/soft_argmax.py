@@ -41,8 +41,8 @@ def soft_argmax(
     centre: with ``C = sum exp(beta h)`` over the ``N`` pixels used and ``c_bar`` their
     mean centre, ``J' = (C J - N c_bar) / (C - N)`` (ANCHORS section 4; for the whole map
     ``N = HW`` and ``c_bar = (W/2, H/2)``). It is exact for a map that is 0 away from the
-    peak and assumes non-negative maps. mmpose's ``IntegralRegressionLabel`` debias
-    subtracts the background from the normalised sum and does not recover the peak. Where
+    peak and assumes non-negative maps (ANCHORS section 4 notes that mmpose's debias
+    formula does not recover the peak; this one does, see the tests). Where
     ``C <= N`` (a constant zero map) the plain ``J`` is returned.
 
     ``radius``: the local variant (tapnet): softmax only over the pixels within
