@@ -8,9 +8,19 @@ from jaxvision._src.data.coco import detection_targets as detection_targets
 from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.coco_keypoints_eval import coco_keypoints_evaluate as coco_keypoints_evaluate
+from jaxvision._src.data.coco_keypoints_eval import keypoints_to_coco as keypoints_to_coco
 from jaxvision._src.data.datasets import CocoDetection as CocoDetection
 from jaxvision._src.data.datasets import CocoFormatError as CocoFormatError
 from jaxvision._src.data.datasets import DetectionDataset as DetectionDataset
+from jaxvision._src.data.keypoints_coco import TopDownCrops as TopDownCrops
+from jaxvision._src.data.keypoints_coco import read_coco_keypoints as read_coco_keypoints
+from jaxvision._src.data.keypoints_coco import topdown_batches as topdown_batches
+from jaxvision._src.data.keypoints_coco import topdown_crops as topdown_crops
+from jaxvision._src.data.keypoints_generated import KeypointDataset as KeypointDataset
+from jaxvision._src.data.keypoints_generated import export_coco_keypoints as export_coco_keypoints
+from jaxvision._src.data.keypoints_generated import keypoints_dataset as keypoints_dataset
+from jaxvision._src.data.keypoints_generated import keypoints_to_coco_dict as keypoints_to_coco_dict
 from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
 
@@ -18,14 +28,24 @@ __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "KeypointDataset",
     "Loader",
+    "TopDownCrops",
     "bucket_size",
     "coco_batches",
+    "coco_keypoints_evaluate",
     "detection_targets",
     "detections_to_coco",
     "export_coco",
+    "export_coco_keypoints",
+    "keypoints_dataset",
+    "keypoints_to_coco",
+    "keypoints_to_coco_dict",
     "read_coco_detection",
+    "read_coco_keypoints",
     "shapes_dataset",
+    "topdown_batches",
+    "topdown_crops",
 ]
 
 _DEPRECATED = {

@@ -2,4 +2,36 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.keypoints: Keypoint heatmaps, soft-argmax and SimCC codecs, flips and crop transforms."""
 
-__all__: list[str] = []
+from jaxvision._src.keypoints.argmax import heatmap_argmax as heatmap_argmax
+from jaxvision._src.keypoints.constants import COCO_FLIP_PAIRS as COCO_FLIP_PAIRS
+from jaxvision._src.keypoints.constants import COCO_KEYPOINT_NAMES as COCO_KEYPOINT_NAMES
+from jaxvision._src.keypoints.constants import COCO_SIGMAS as COCO_SIGMAS
+from jaxvision._src.keypoints.constants import COCO_SKELETON as COCO_SKELETON
+from jaxvision._src.keypoints.crop import crop_images as crop_images
+from jaxvision._src.keypoints.crop import crop_matrix as crop_matrix
+from jaxvision._src.keypoints.crop import keypoints_from_crop as keypoints_from_crop
+from jaxvision._src.keypoints.crop import keypoints_to_crop as keypoints_to_crop
+from jaxvision._src.keypoints.flip import flip_heatmaps as flip_heatmaps
+from jaxvision._src.keypoints.flip import flip_keypoints as flip_keypoints
+from jaxvision._src.keypoints.heatmaps import gaussian_heatmaps as gaussian_heatmaps
+from jaxvision._src.keypoints.simcc import simcc_decode as simcc_decode
+from jaxvision._src.keypoints.simcc import simcc_encode as simcc_encode
+from jaxvision._src.keypoints.soft_argmax import soft_argmax as soft_argmax
+
+__all__ = [
+    "COCO_FLIP_PAIRS",
+    "COCO_KEYPOINT_NAMES",
+    "COCO_SIGMAS",
+    "COCO_SKELETON",
+    "crop_images",
+    "crop_matrix",
+    "flip_heatmaps",
+    "flip_keypoints",
+    "gaussian_heatmaps",
+    "heatmap_argmax",
+    "keypoints_from_crop",
+    "keypoints_to_crop",
+    "simcc_decode",
+    "simcc_encode",
+    "soft_argmax",
+]

@@ -8,12 +8,20 @@ from jaxvision._src.losses.iou_losses import eiou_loss as eiou_loss
 from jaxvision._src.losses.iou_losses import giou_loss as giou_loss
 from jaxvision._src.losses.iou_losses import iou_loss as iou_loss
 from jaxvision._src.losses.iou_losses import siou_loss as siou_loss
+from jaxvision._src.losses.keypoint_losses import heatmap_mse_loss as heatmap_mse_loss
+from jaxvision._src.losses.keypoint_losses import integral_l1_loss as integral_l1_loss
+from jaxvision._src.losses.keypoint_losses import simcc_kl_loss as simcc_kl_loss
+from jaxvision._src.losses.rle_loss import rle_loss as rle_loss
 
 __all__ = [
     "ciou_loss",
     "diou_loss",
     "eiou_loss",
     "giou_loss",
+    "heatmap_mse_loss",
+    "integral_l1_loss",
     "iou_loss",
+    "rle_loss",
+    "simcc_kl_loss",
     "siou_loss",
 ]

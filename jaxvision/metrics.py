@@ -5,6 +5,10 @@
 from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
 from jaxvision._src.metrics.confusion import confusion_from_labels as confusion_from_labels
 from jaxvision._src.metrics.confusion import confusion_from_logits as confusion_from_logits
+from jaxvision._src.metrics.keypoints import keypoint_epe as keypoint_epe
+from jaxvision._src.metrics.keypoints import keypoint_oks as keypoint_oks
+from jaxvision._src.metrics.keypoints import keypoint_pck as keypoint_pck
+from jaxvision._src.metrics.keypoints import keypoint_pckh as keypoint_pckh
 from jaxvision._src.metrics.labels import reduce_zero_label as reduce_zero_label
 from jaxvision._src.metrics.report import segmentation_report as segmentation_report
 from jaxvision._src.metrics.report import segmentation_scores as segmentation_scores
@@ -31,6 +35,10 @@ __all__ = [
     "confusion_from_labels",
     "confusion_from_logits",
     "frequency_weighted_iou",
+    "keypoint_epe",
+    "keypoint_oks",
+    "keypoint_pck",
+    "keypoint_pckh",
     "mean_accuracy",
     "mean_dice",
     "mean_iou",

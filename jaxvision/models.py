@@ -22,6 +22,13 @@ from jaxvision._src.models.detr_presets import detr_trainable_mask as detr_train
 from jaxvision._src.models.detr_weights import detr_config_from_hf as detr_config_from_hf
 from jaxvision._src.models.detr_weights import load_hf_detr as load_hf_detr
 from jaxvision._src.models.detr_weights import load_official_detr as load_official_detr
+from jaxvision._src.models.pose import PoseConfig as PoseConfig
+from jaxvision._src.models.pose import PoseModel as PoseModel
+from jaxvision._src.models.pose import pose_resnet50 as pose_resnet50
+from jaxvision._src.models.pose import pose_small_config as pose_small_config
+from jaxvision._src.models.pose_criterion import pose_decode as pose_decode
+from jaxvision._src.models.pose_criterion import pose_loss as pose_loss
+from jaxvision._src.models.pose_weights import load_torchvision_resnet_backbone as load_torchvision_resnet_backbone
 from jaxvision._src.models.resnet import ResNet as ResNet
 from jaxvision._src.models.resnet import ResNetConfig as ResNetConfig
 
@@ -29,6 +36,8 @@ __all__ = [
     "DETR",
     "DETRConfig",
     "Detections",
+    "PoseConfig",
+    "PoseModel",
     "ResNet",
     "ResNetConfig",
     "detr_config_from_hf",
@@ -48,6 +57,11 @@ __all__ = [
     "detr_trainable_mask",
     "load_hf_detr",
     "load_official_detr",
+    "load_torchvision_resnet_backbone",
+    "pose_decode",
+    "pose_loss",
+    "pose_resnet50",
+    "pose_small_config",
 ]
 
 _DEPRECATED = {

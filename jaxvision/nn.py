@@ -10,6 +10,7 @@ from jaxvision._src.nn.pooling import AdaptiveMaxPool2d as AdaptiveMaxPool2d
 from jaxvision._src.nn.pooling import SpatialPyramidPooling as SpatialPyramidPooling
 from jaxvision._src.nn.position_encoding import LearnedPositionEncoding as LearnedPositionEncoding
 from jaxvision._src.nn.position_encoding import SinePositionEncoding as SinePositionEncoding
+from jaxvision._src.nn.realnvp import RealNVP as RealNVP
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -18,6 +19,7 @@ __all__ = [
     "FrozenStat",
     "LearnedPositionEncoding",
     "MaskedMultiHeadAttention",
+    "RealNVP",
     "SinePositionEncoding",
     "SpatialPyramidPooling",
 ]

@@ -11,8 +11,15 @@ from jaxvision._src.ops.pooling import spatial_pyramid_pool as spatial_pyramid_p
 from jaxvision._src.ops.position_encoding import downsample_pixel_mask as downsample_pixel_mask
 from jaxvision._src.ops.position_encoding import learned_position_encoding as learned_position_encoding
 from jaxvision._src.ops.position_encoding import sine_position_encoding as sine_position_encoding
+from jaxvision._src.ops.realnvp import MLPParams as MLPParams
+from jaxvision._src.ops.realnvp import RealNVPParams as RealNVPParams
+from jaxvision._src.ops.realnvp import realnvp_init as realnvp_init
+from jaxvision._src.ops.realnvp import realnvp_inverse as realnvp_inverse
+from jaxvision._src.ops.realnvp import realnvp_log_prob as realnvp_log_prob
 
 __all__ = [
+    "MLPParams",
+    "RealNVPParams",
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
     "downsample_pixel_mask",
@@ -20,6 +27,9 @@ __all__ = [
     "learned_position_encoding",
     "multi_head_attention",
     "pool_bins",
+    "realnvp_init",
+    "realnvp_inverse",
+    "realnvp_log_prob",
     "sine_position_encoding",
     "spatial_pyramid_pool",
 ]

@@ -134,35 +134,51 @@ def coco_evaluate(
       pycocotools reports -1 (no ground truth of that size) the value is kept as -1.0. With
       no detections at all every value is 0.0 (pycocotools cannot load an empty result).
     """
+    if isinstance(ground_truth, CocoDetection):
+        gt_dict = ground_truth.coco
+    else:
+        gt_dict = load_coco_dict(ground_truth)
+    if not detections:
+        return dict.fromkeys(COCO_METRIC_NAMES, 0.0)
+    stats = run_cocoeval(gt_dict, detections, "bbox", image_ids=image_ids)
+    return {name: float(v) for name, v in zip(COCO_METRIC_NAMES, stats, strict=True)}
+
+
+def load_coco_dict(ground_truth: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """A parsed COCO annotation dict, from the dict itself or its JSON path."""
+    if isinstance(ground_truth, dict):
+        return ground_truth
+    return load_coco_json(Path(ground_truth))
+
+
+def run_cocoeval(
+    gt_dict: dict[str, Any],
+    results: list[dict[str, Any]],
+    iou_type: str,
+    *,
+    image_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """pycocotools' evaluate / accumulate / summarize, quietly; returns ``stats``."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    if isinstance(ground_truth, CocoDetection):
-        gt_dict = ground_truth.coco
-    elif isinstance(ground_truth, dict):
-        gt_dict = ground_truth
-    else:
-        gt_dict = load_coco_json(Path(ground_truth))
-    if not detections:
-        return dict.fromkeys(COCO_METRIC_NAMES, 0.0)
     gt_dict = copy.copy(gt_dict)
     if not isinstance(gt_dict.get("annotations"), list):
         raise CocoFormatError("ground_truth: top level: field 'annotations': missing or not a list")
     # The reader's rule for the fields pycocotools needs, on copies of the records.
     gt_dict["annotations"] = [dict(a) if isinstance(a, dict) else a for a in gt_dict["annotations"]]
-    name = ground_truth if isinstance(ground_truth, str | Path) else "ground_truth"
-    fill_annotation_defaults(Path(name), gt_dict["annotations"])
+    fill_annotation_defaults(Path("ground_truth"), gt_dict["annotations"])
     gt_dict.setdefault("info", {})
     gt_dict.setdefault("licenses", [])
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = gt_dict
         gt.createIndex()
-        dt = gt.loadRes(detections)
-        evaluator = COCOeval(gt, dt, iouType="bbox")
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, iouType=iou_type)
         if image_ids is not None:
             evaluator.params.imgIds = [int(i) for i in image_ids]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(COCO_METRIC_NAMES, evaluator.stats, strict=True)}
+    return np.asarray(evaluator.stats)

@@ -18,7 +18,7 @@ from jaxvision._src.export import export
 from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm
 
 _BLOCKS = ("bottleneck", "basic")
-_NORMS = ("frozen", "group")
+_NORMS = ("frozen", "group", "batch")
 
 
 @export("models.ResNetConfig")
@@ -35,8 +35,10 @@ class ResNetConfig:
       stem_pool: 3x3 stride-2 max pooling after the stem (total stride 4 before stage 1).
       dilate_last: DC5: the last stage keeps its input resolution and dilates its 3x3
         convolutions by 2 (total stride 16 instead of 32 for four stages).
-      norm: ``"frozen"`` (BatchNorm with fixed statistics, for pretrained weights) or
-        ``"group"`` (trainable GroupNorm, for backbones trained from scratch).
+      norm: ``"frozen"`` (BatchNorm with fixed statistics, for pretrained weights),
+        ``"group"`` (trainable GroupNorm, for backbones trained from scratch) or
+        ``"batch"`` (trainable BatchNorm, torchvision's momentum 0.1; batch statistics
+        after ``model.train()``, running ones after ``model.eval()``; pose models).
       frozen_stages: how many leading parts the optimizer should freeze: 0 = none,
         1 = the stem, 2 = the stem and the first stage (DETR's choice), ...
     """
@@ -88,6 +90,8 @@ def _conv(
 def _norm(channels: int, kind: str, dtype: jnp.dtype | None, rngs: nnx.Rngs) -> nnx.Module:
     if kind == "frozen":
         return FrozenBatchNorm(channels)
+    if kind == "batch":
+        return nnx.BatchNorm(channels, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
     return nnx.GroupNorm(channels, num_groups=min(8, channels), dtype=dtype, rngs=rngs)
 
 

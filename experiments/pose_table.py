@@ -1,0 +1,99 @@
+"""The paper-style table: every head at two map (or input) resolutions, trained the same way.
+
+    python experiments/pose_table.py --root runs/pose_table [--steps 400]
+
+Each row is one ``experiments/train_pose.py`` run on the generated figures (the same data,
+steps, batch and learning rate); the heatmap run is decoded with argmax and with DARK,
+the integral head is trained with and without the background debias. Rows already done
+under ``--root`` are read back, so an interrupted table resumes. Prints a Markdown table;
+the last line is JSON with every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_pose  # noqa: E402
+
+# (row name, train_pose overrides); deconv_layers=1 is the stride-8 map.
+ROWS: tuple[tuple[str, list[str]], ...] = (
+    ("heatmap s4", ["head=heatmap"]),
+    ("integral s4", ["head=integral"]),
+    ("integral+debias s4", ["head=integral", "integral_debias=true"]),
+    ("simcc s4", ["head=simcc"]),
+    ("rle 64x48", ["head=rle"]),
+    ("heatmap s8", ["head=heatmap", "deconv_layers=1"]),
+    ("integral s8", ["head=integral", "deconv_layers=1"]),
+    ("simcc s8", ["head=simcc", "deconv_layers=1"]),
+    ("rle 48x32", ["head=rle", "input_h=48", "input_w=32"]),
+)
+
+
+def run_row(root: Path, name: str, sets: list[str], common: list[str]) -> dict:
+    workdir = root / name.replace(" ", "_").replace("+", "_")
+    done = workdir / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    args = ["--workdir", str(workdir)]
+    for s in common + sets:
+        args += ["--set", s]
+    summary = train_pose.main(args)
+    done.write_text(json.dumps(summary))
+    return summary
+
+
+def cpu_ms(s: dict) -> float:
+    """CPU milliseconds per step (the wall time is inflated by the other jobs' load)."""
+    return 1e3 * s["step_cpu_s"] / max(1, s["steps"] - 1)
+
+
+def table(rows: list[tuple[str, dict]]) -> str:
+    out = [
+        "| model | decode | input / map | OKS AP | AP50 | PCK@0.05 | error px | params "
+        "| step ms wall (CPU) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in rows:
+        decodes = [("argmax", "none_"), ("DARK", "dark_")] if "heatmap" in name else [("", "")]
+        for label, tag in decodes:
+            dec = (
+                label
+                or {"integral": "soft-argmax", "simcc": "argmax / k", "rle": "regression"}[
+                    s["head"]
+                ]
+            )
+            if "debias" in name:
+                dec += " + debias"
+            out.append(
+                f"| {name} | {dec} | {s['input']} / {s['map']} | {s[tag + 'AP']:.3f} | "
+                f"{s[tag + 'AP50']:.3f} | {s[tag + 'PCK@0.05']:.3f} | {s[tag + 'error_px']:.2f} "
+                f"| {s['params'] / 1e6:.2f} M | {s['step_ms']:.0f} ({cpu_ms(s):.0f}) |"
+            )
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", required=True)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--only", nargs="*", default=None, help="row names to run")
+    p.add_argument("--report", action="store_true", help="print the rows done, train none")
+    args = p.parse_args()
+    root = Path(args.root)
+    common = [f"steps={args.steps}", f"data_dir={args.data_dir or root / 'data'}"]
+    rows = []
+    for name, sets in ROWS:
+        done = (root / name.replace(" ", "_").replace("+", "_") / "summary.json").exists()
+        if (args.only is None or name in args.only) and (done or not args.report):
+            rows.append((name, run_row(root, name, sets, common)))
+    print(table(rows))
+    print(json.dumps({n: s for n, s in rows}))
+
+
+if __name__ == "__main__":
+    main()
