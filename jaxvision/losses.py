@@ -8,12 +8,18 @@ from jaxvision._src.losses.iou_losses import eiou_loss as eiou_loss
 from jaxvision._src.losses.iou_losses import giou_loss as giou_loss
 from jaxvision._src.losses.iou_losses import iou_loss as iou_loss
 from jaxvision._src.losses.iou_losses import siou_loss as siou_loss
+from jaxvision._src.losses.margin import MARGIN_PRESETS as MARGIN_PRESETS
+from jaxvision._src.losses.margin import margin_logits as margin_logits
+from jaxvision._src.losses.margin import margin_softmax_loss as margin_softmax_loss
 
 __all__ = [
+    "MARGIN_PRESETS",
     "ciou_loss",
     "diou_loss",
     "eiou_loss",
     "giou_loss",
     "iou_loss",
+    "margin_logits",
+    "margin_softmax_loss",
     "siou_loss",
 ]

@@ -3,6 +3,8 @@
 """jaxvision.ops: Array operations used by vision models (pooling, soft-argmax, ...)."""
 
 from jaxvision._src.ops.attention import multi_head_attention as multi_head_attention
+from jaxvision._src.ops.cosine import l2_normalize as l2_normalize
+from jaxvision._src.ops.cosine import pairwise_cosine as pairwise_cosine
 from jaxvision._src.ops.frozen_batch_norm import frozen_batch_norm as frozen_batch_norm
 from jaxvision._src.ops.position_encoding import downsample_pixel_mask as downsample_pixel_mask
 from jaxvision._src.ops.position_encoding import learned_position_encoding as learned_position_encoding
@@ -11,7 +13,9 @@ from jaxvision._src.ops.position_encoding import sine_position_encoding as sine_
 __all__ = [
     "downsample_pixel_mask",
     "frozen_batch_norm",
+    "l2_normalize",
     "learned_position_encoding",
     "multi_head_attention",
+    "pairwise_cosine",
     "sine_position_encoding",
 ]

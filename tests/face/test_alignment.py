@@ -38,6 +38,7 @@ def test_template_round_trip_exact():
         np.testing.assert_allclose(np.asarray(there), landmarks, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_equals_insightface_norm_crop_pipeline():
     """skimage SimilarityTransform + cv2.warpAffine, as insightface's face_align.norm_crop."""
     rng = np.random.default_rng(1)
@@ -49,7 +50,7 @@ def test_equals_insightface_norm_crop_pipeline():
     assert crops.shape == (3, 112, 112, 3)
     for crop, mat, lm in zip(crops, mats, landmarks, strict=True):
         tform = transform.SimilarityTransform()
-        tform.estimate(lm, alignment.ARCFACE_TEMPLATE)
+        tform.estimate(lm, alignment.ARCFACE_TEMPLATE)  # insightface's call
         np.testing.assert_allclose(np.asarray(mat), tform.params[:2], rtol=1e-4, atol=1e-3)
         want = cv2.warpAffine(image, tform.params[:2], (112, 112), borderValue=0.0)
         # OpenCV rounds positions to 1/32 px; the image's gradient is below 0.2 per pixel.
