@@ -81,7 +81,8 @@ def test_sampling_keeps_positives_and_is_the_softmax_over_kept_classes():
 
 def test_in_data_parallel_step_on_data_model_mesh():
     """One SGD step on a (2 data, 4 model) mesh equals the same step on one device."""
-    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+    explicit = (jax.sharding.AxisType.Explicit,) * 2
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=explicit)
     rng = np.random.default_rng(2)
     k = partial_fc.num_local_classes(C, 4)
     params = {
