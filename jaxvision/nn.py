@@ -5,6 +5,7 @@
 from jaxvision._src.nn.attention import MultiHeadAttention as MultiHeadAttention
 from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm as FrozenBatchNorm
 from jaxvision._src.nn.frozen_batch_norm import FrozenStat as FrozenStat
+from jaxvision._src.nn.partial_fc import PartialFC as PartialFC
 from jaxvision._src.nn.position_encoding import LearnedPositionEncoding as LearnedPositionEncoding
 from jaxvision._src.nn.position_encoding import SinePositionEncoding as SinePositionEncoding
 
@@ -13,5 +14,6 @@ __all__ = [
     "FrozenStat",
     "LearnedPositionEncoding",
     "MultiHeadAttention",
+    "PartialFC",
     "SinePositionEncoding",
 ]

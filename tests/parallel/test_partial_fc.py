@@ -135,3 +135,29 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="'model' is not an axis of the mesh"):
         step.data_parallel_step(lambda *a: None, optax.sgd(0.1), mesh,
                                 param_specs={"centres": P("model", None)})
+
+
+def test_module_is_a_thin_wrapper_over_its_twin():
+    from flax import nnx
+
+    from jaxvision._src.nn.partial_fc import PartialFC
+
+    emb, labels, _ = _problem(4, 16)
+    head = PartialFC(D, C, num_shards=8, margin=margin.MARGIN_PRESETS["cosface"],
+                     rngs=nnx.Rngs(0))
+    assert head.centres.shape == (40, D) and head.partition_spec == P("model", None)
+    mesh = jax.make_mesh((8,), ("model",), axis_types=(jax.sharding.AxisType.Explicit,))
+    graph, params = nnx.split(head)
+
+    def module_loss(p, e, y):
+        return nnx.merge(graph, p)(e, y)
+
+    split = jax.sharding.NamedSharding(mesh, P("model"))
+    mapped = jax.shard_map(module_loss, mesh=mesh, in_specs=(P("model"), P("model"), P("model")),
+                           out_specs=P())
+    got = jax.jit(lambda p, e, y: mapped(*(jax.tree.map(lambda a: jax.reshard(a, split), t)
+                                           for t in (p, e, y))))(params, emb, labels)
+    want = _reference(emb, labels, head.centres[...], **margin.MARGIN_PRESETS["cosface"])
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    with pytest.raises(ValueError, match="`num_shards` must be 1"):
+        PartialFC(D, C, num_shards=8, axis_name=None, rngs=nnx.Rngs(0))
