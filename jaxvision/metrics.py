@@ -19,9 +19,14 @@ from jaxvision._src.metrics.scores import pixel_accuracy as pixel_accuracy
 from jaxvision._src.metrics.scores import precision as precision
 from jaxvision._src.metrics.scores import recall as recall
 from jaxvision._src.metrics.streaming import ConfusionState as ConfusionState
+from jaxvision._src.metrics.verification import LFWResult as LFWResult
+from jaxvision._src.metrics.verification import lfw_protocol as lfw_protocol
+from jaxvision._src.metrics.verification import tar_at_far as tar_at_far
+from jaxvision._src.metrics.verification import verification_roc as verification_roc
 
 __all__ = [
     "ConfusionState",
+    "LFWResult",
     "class_accuracy",
     "class_iou",
     "confusion_matrix",
@@ -29,6 +34,7 @@ __all__ = [
     "dice",
     "fbeta_score",
     "frequency_weighted_iou",
+    "lfw_protocol",
     "mean_dice",
     "mean_iou",
     "mean_pixel_accuracy",
@@ -38,4 +44,6 @@ __all__ = [
     "reduce_zero_label",
     "segmentation_report",
     "segmentation_scores",
+    "tar_at_far",
+    "verification_roc",
 ]
