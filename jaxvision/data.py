@@ -11,6 +11,8 @@ from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
 from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.lfw import LFWPairs as LFWPairs
+from jaxvision._src.data.lfw import read_lfw_pairs as read_lfw_pairs
 from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import DetectionDataset as DetectionDataset
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
@@ -19,6 +21,7 @@ __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "LFWPairs",
     "Loader",
     "bucket_size",
     "coco_batches",
@@ -27,5 +30,6 @@ __all__ = [
     "detections_to_coco",
     "export_coco",
     "read_coco_detection",
+    "read_lfw_pairs",
     "shapes_dataset",
 ]
