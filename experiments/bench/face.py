@@ -24,9 +24,9 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 
 import argparse  # noqa: E402
-import warnings  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -148,35 +148,37 @@ def median_time(fn, repeats):
     return float(np.median(times))
 
 
+def margin_times(torch, cos, labels, opts, repeats):
+    """Median seconds of ours (true and detached gradients) and insightface's (1, 2 threads)."""
+    c_j, y_j = jnp.asarray(cos), jnp.asarray(labels)
+    out = []
+    for detach in (False, True):
+        fn = jax.jit(jax.value_and_grad(
+            lambda c, y, d=detach: losses.margin_softmax_loss(c, y, detach_margin=d, **opts)
+        ))
+        out.append(median_time(lambda f=fn: jax.block_until_ready(f(c_j, y_j)), repeats))
+    y_t = torch.tensor(labels)
+
+    def peer():
+        c_t = torch.tensor(cos, requires_grad=True)
+        insightface_loss(torch, c_t * 1.0, y_t, **opts).backward()
+        return c_t.grad
+
+    # Under a loaded machine torch's 2 threads can be slower than one: both are shown.
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out.append(median_time(peer, repeats))
+    return out
+
+
 def margin_speed(batch, num_classes, repeats):
     import torch
 
     rng = np.random.default_rng(2)
     cos = rng.uniform(-1, 1, (batch, num_classes)).astype(np.float32)
     labels = rng.integers(0, num_classes, batch)
-    rows = []
-    for name, opts in [("arcface", {"m2": 0.5}), ("cosface", {"m2": 0.0, "m3": 0.4})]:
-        grad = jax.jit(jax.value_and_grad(lambda c, y, o=opts: losses.margin_softmax_loss(
-            c, y, **o)))
-        c_j, y_j = jnp.asarray(cos), jnp.asarray(labels)
-        ours = median_time(lambda: jax.block_until_ready(grad(c_j, y_j)), repeats)
-        detached = jax.jit(jax.value_and_grad(lambda c, y, o=opts: losses.margin_softmax_loss(
-            c, y, detach_margin=True, **o)))
-        ours_d = median_time(lambda: jax.block_until_ready(detached(c_j, y_j)), repeats)
-        y_t = torch.tensor(labels)
-
-        def peer(o=opts):
-            c_t = torch.tensor(cos, requires_grad=True)
-            insightface_loss(torch, c_t * 1.0, y_t, **o).backward()
-            return c_t.grad
-
-        # Under a loaded machine torch's 2 threads can be slower than one: take its best.
-        theirs = {}
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            theirs[threads] = median_time(peer, repeats)
-        rows.append((name, ours, ours_d, theirs[1], theirs[2]))
-    return rows
+    presets = [("arcface", {"m2": 0.5}), ("cosface", {"m2": 0.0, "m3": 0.4})]
+    return [(name, *margin_times(torch, cos, labels, o, repeats)) for name, o in presets]
 
 
 def main():
