@@ -72,5 +72,6 @@ def test_sizes_vmap_and_errors():
     assert np.isfinite(np.asarray(grad)).all()
     with pytest.raises(ValueError, match=r"`landmarks` must be \[\.\.\., 5, 2\]"):
         alignment.align_faces(images, np.zeros((2, 68, 2)))
+    np.testing.assert_allclose(alignment.arcface_template(56), alignment.ARCFACE_TEMPLATE / 2)
     with pytest.raises(ValueError, match="`size`"):
-        alignment.arcface_template(100)
+        alignment.arcface_template(0)

@@ -30,18 +30,19 @@ def arcface_template(size: int = 112) -> np.ndarray:
 
     ``ARCFACE_TEMPLATE`` is the 112 x 112 template of insightface (``arcface_dst``), in
     OpenCV's pixel-centre convention (see ``geometry.warp_affine``). Other sizes follow
-    insightface's ``estimate_norm``: a multiple of 112 scales the template by ``size / 112``;
-    a multiple of 128 scales it by ``size / 128`` and shifts it right by ``8 size / 128``.
+    insightface's ``estimate_norm``: a multiple of 128 scales the template by ``size / 128``
+    and shifts it right by ``8 size / 128``; any other size scales it by ``size / 112``
+    (small crops for CPU experiments).
 
     Args:
-      size: the crop side, a positive multiple of 112 or of 128.
+      size: the crop side, a positive int.
 
     Returns:
       ``[5, 2]`` float32 NumPy landmarks (left eye, right eye, nose, left and right mouth
       corners).
 
     Raises:
-      ValueError: ``size`` is not a positive multiple of 112 or 128.
+      ValueError: ``size`` is not a positive int.
 
     Examples:
       >>> from jaxvision import face
@@ -50,14 +51,12 @@ def arcface_template(size: int = 112) -> np.ndarray:
     """
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise ValueError(f"`size` must be a positive int, got {size!r}")
-    if size % 112 == 0:
-        return (ARCFACE_TEMPLATE * np.float32(size / 112)).astype(np.float32)
-    if size % 128 == 0:
+    if size % 128 == 0 and size % 112 != 0:
         ratio = np.float32(size / 128)
         return (ARCFACE_TEMPLATE * ratio + np.array([8 * ratio, 0], np.float32)).astype(
             np.float32
         )
-    raise ValueError(f"`size` must be a multiple of 112 or 128 (insightface), got {size}")
+    return (ARCFACE_TEMPLATE * np.float32(size / 112)).astype(np.float32)
 
 
 @export("face.align_faces")
@@ -78,7 +77,7 @@ def align_faces(
         right eye, nose, left and right mouth corners, as seen in the image); leading
         dimensions broadcast with those of ``images`` (several faces of one image:
         ``images [H, W, C]`` with ``landmarks [F, 5, 2]``).
-      size: the crop side, a multiple of 112 or 128 (see ``arcface_template``).
+      size: the crop side (see ``arcface_template``).
       border_value: the value outside the source image.
 
     Returns:
