@@ -11,6 +11,11 @@ from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
 from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.faces import FaceIdentities as FaceIdentities
+from jaxvision._src.data.faces import FaceImages as FaceImages
+from jaxvision._src.data.faces import face_pairs as face_pairs
+from jaxvision._src.data.faces import generate_faces as generate_faces
+from jaxvision._src.data.faces import sample_identities as sample_identities
 from jaxvision._src.data.lfw import LFWPairs as LFWPairs
 from jaxvision._src.data.lfw import read_lfw_pairs as read_lfw_pairs
 from jaxvision._src.data.pipeline import Loader as Loader
@@ -21,6 +26,8 @@ __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "FaceIdentities",
+    "FaceImages",
     "LFWPairs",
     "Loader",
     "bucket_size",
@@ -29,7 +36,10 @@ __all__ = [
     "detection_targets",
     "detections_to_coco",
     "export_coco",
+    "face_pairs",
+    "generate_faces",
     "read_coco_detection",
     "read_lfw_pairs",
+    "sample_identities",
     "shapes_dataset",
 ]

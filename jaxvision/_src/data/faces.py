@@ -58,12 +58,19 @@ class FaceImages(NamedTuple):
 
 
 @export("data.sample_identities")
-def sample_identities(num_identities: int, *, seed: int = 0) -> FaceIdentities:
-    """Draws ``num_identities`` face identities (see the module docstring)."""
+def sample_identities(
+    num_identities: int, *, seed: int = 0, spread: float = 1.0
+) -> FaceIdentities:
+    """Draws ``num_identities`` face identities (see the module docstring).
+
+    ``spread`` in ``(0, 1]`` scales how far identities differ in geometry and skin tone
+    (smaller: harder to tell apart).
+    """
     rng = np.random.default_rng(seed)
     lo, hi = np.array(list(_IDENTITY_RANGES.values())).T
-    geometry = rng.uniform(lo, hi, (num_identities, len(lo)))
-    tone = rng.uniform(0.35, 0.95, (num_identities, 1))
+    mid, half = (lo + hi) / 2, (hi - lo) / 2 * spread
+    geometry = rng.uniform(mid - half, mid + half, (num_identities, len(lo)))
+    tone = rng.uniform(0.65 - 0.3 * spread, 0.65 + 0.3 * spread, (num_identities, 1))
     skin = np.clip(tone * np.array([1.0, 0.78, 0.62]) + rng.normal(0, 0.04, (num_identities, 3)),
                    0, 1)
     # Natural hair: black, browns, auburn, blond, grey, with a little jitter.
@@ -206,12 +213,13 @@ def _nuisances(
     direction = rng.normal(0, 0.4, (n, 2))
     light = rng.uniform(0.7, 1.2, (n, 1, 1)) + direction[:, 0, None, None] * xs[None] + \
         direction[:, 1, None, None] * ys[None]
-    img = img * light[..., None]
-    sigma = rng.uniform(0, 1.0, n)
+    # White balance: a per-image colour cast, so colour alone is an unreliable cue.
+    img = img * light[..., None] * rng.uniform(0.85, 1.15, (n, 1, 1, 3))
+    sigma = rng.uniform(0, 1.3, n)
     for i in range(n):
         if sigma[i] > 0.3:
             img[i] = ndimage.gaussian_filter(img[i], (sigma[i], sigma[i], 0))
-    img = img + rng.normal(0, 0.03, img.shape)
+    img = img + rng.normal(0, 0.04, img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
 
 

@@ -117,7 +117,8 @@ class IResNet(nnx.Module):
                 cin = width
         self.blocks = nnx.List(blocks)
         self.bn = _bn(cin, rngs)
-        self.dropout = nnx.Dropout(c.dropout, rngs=rngs)
+        # Dropout holds an RNG stream only when it drops something.
+        self.dropout = nnx.Dropout(c.dropout, rngs=rngs if c.dropout > 0 else None)
         side = c.input_size // stride
         self.fc = nnx.Linear(cin * side * side, c.embedding_dim, rngs=rngs)
         self.features = nnx.BatchNorm(c.embedding_dim, epsilon=1e-5, momentum=0.9,
