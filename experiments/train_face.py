@@ -49,10 +49,11 @@ class Config:
     test_identities: int = 100
     test_images_per_identity: int = 10
     identity_spread: float = 0.4  # how different identities are (1: most different)
-    render_size: int = 40
-    crop_size: int = 32
+    render_size: int = 24
+    crop_size: int = 16
     batch_size: int = 64
-    steps: int = 300
+    steps: int = 2000
+    scale: float = 32.0  # margin heads' s (the presets' 64 suits 85k identities)
     lr: float = 0.1
     warmup_steps: int = 50
     weight_decay: float = 5e-4
@@ -114,7 +115,8 @@ def build(cfg: Config, mesh) -> tuple:
 
 
 def make_loss(cfg: Config, graph_train):
-    preset = {} if cfg.loss == "softmax" else dict(losses.MARGIN_PRESETS[cfg.loss])
+    preset = {} if cfg.loss == "softmax" else {**losses.MARGIN_PRESETS[cfg.loss],
+                                                "scale": cfg.scale}
 
     def loss_fn(params, stats, batch, rng, axis_name):
         model = nnx.merge(graph_train, params["backbone"], stats, copy=True)
