@@ -26,6 +26,7 @@ os.environ["XLA_FLAGS"] = (
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
     run.close()
     summary = {"loss_name": cfg.loss, "align": cfg.align, "model_shards": cfg.model_shards,
                "final_loss": writer.last("loss")["loss"], **scores, **timer.summary()}
+    (Path(args.workdir) / "summary.json").write_text(json.dumps(summary, indent=1))
     train.print_summary(summary)
     return summary
 
