@@ -146,7 +146,7 @@ def init_state(cfg: Config, pcfg: models.PoseConfig, mesh):
     )
     optimizer = optax.adamw(schedule, weight_decay=cfg.weight_decay)
     state = parallel.TrainState.create(params, optimizer, model_state=model_state)
-    return graphdef, parallel.replicate(state, mesh), optimizer
+    return graphdef, parallel.replicate_on_mesh(state, mesh), optimizer
 
 
 def make_loss(cfg: Config, pcfg: models.PoseConfig, graphdef):

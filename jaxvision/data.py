@@ -13,6 +13,11 @@ from jaxvision._src.data.coco_keypoints_eval import keypoints_to_coco as keypoin
 from jaxvision._src.data.datasets import CocoDetection as CocoDetection
 from jaxvision._src.data.datasets import CocoFormatError as CocoFormatError
 from jaxvision._src.data.datasets import DetectionDataset as DetectionDataset
+from jaxvision._src.data.faces import FaceIdentities as FaceIdentities
+from jaxvision._src.data.faces import FaceImages as FaceImages
+from jaxvision._src.data.faces import face_pairs as face_pairs
+from jaxvision._src.data.faces import generate_faces as generate_faces
+from jaxvision._src.data.faces import sample_identities as sample_identities
 from jaxvision._src.data.keypoints_coco import TopDownCrops as TopDownCrops
 from jaxvision._src.data.keypoints_coco import read_coco_keypoints as read_coco_keypoints
 from jaxvision._src.data.keypoints_coco import topdown_batches as topdown_batches
@@ -21,6 +26,8 @@ from jaxvision._src.data.keypoints_generated import KeypointDataset as KeypointD
 from jaxvision._src.data.keypoints_generated import export_coco_keypoints as export_coco_keypoints
 from jaxvision._src.data.keypoints_generated import keypoints_dataset as keypoints_dataset
 from jaxvision._src.data.keypoints_generated import keypoints_to_coco_dict as keypoints_to_coco_dict
+from jaxvision._src.data.lfw import LFWPairs as LFWPairs
+from jaxvision._src.data.lfw import read_lfw_pairs as read_lfw_pairs
 from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
 
@@ -28,7 +35,10 @@ __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "FaceIdentities",
+    "FaceImages",
     "KeypointDataset",
+    "LFWPairs",
     "Loader",
     "TopDownCrops",
     "bucket_size",
@@ -38,11 +48,15 @@ __all__ = [
     "detections_to_coco",
     "export_coco",
     "export_coco_keypoints",
+    "face_pairs",
+    "generate_faces",
     "keypoints_dataset",
     "keypoints_to_coco",
     "keypoints_to_coco_dict",
     "read_coco_detection",
     "read_coco_keypoints",
+    "read_lfw_pairs",
+    "sample_identities",
     "shapes_dataset",
     "topdown_batches",
     "topdown_crops",

@@ -2,4 +2,12 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.face: Face alignment templates and the detect-align-embed pipeline pieces."""
 
-__all__: list[str] = []
+from jaxvision._src.face.alignment import ARCFACE_TEMPLATE as ARCFACE_TEMPLATE
+from jaxvision._src.face.alignment import align_faces as align_faces
+from jaxvision._src.face.alignment import arcface_template as arcface_template
+
+__all__ = [
+    "ARCFACE_TEMPLATE",
+    "align_faces",
+    "arcface_template",
+]

@@ -11,9 +11,13 @@ from jaxvision._src.losses.iou_losses import siou_loss as siou_loss
 from jaxvision._src.losses.keypoint_losses import heatmap_mse_loss as heatmap_mse_loss
 from jaxvision._src.losses.keypoint_losses import integral_l1_loss as integral_l1_loss
 from jaxvision._src.losses.keypoint_losses import simcc_kl_loss as simcc_kl_loss
+from jaxvision._src.losses.margin import MARGIN_PRESETS as MARGIN_PRESETS
+from jaxvision._src.losses.margin import margin_logits as margin_logits
+from jaxvision._src.losses.margin import margin_softmax_loss as margin_softmax_loss
 from jaxvision._src.losses.rle_loss import rle_loss as rle_loss
 
 __all__ = [
+    "MARGIN_PRESETS",
     "ciou_loss",
     "diou_loss",
     "eiou_loss",
@@ -21,6 +25,8 @@ __all__ = [
     "heatmap_mse_loss",
     "integral_l1_loss",
     "iou_loss",
+    "margin_logits",
+    "margin_softmax_loss",
     "rle_loss",
     "simcc_kl_loss",
     "siou_loss",

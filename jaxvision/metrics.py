@@ -23,9 +23,14 @@ from jaxvision._src.metrics.scores import mean_dice as mean_dice
 from jaxvision._src.metrics.scores import mean_iou as mean_iou
 from jaxvision._src.metrics.scores import pixel_accuracy as pixel_accuracy
 from jaxvision._src.metrics.streaming import ConfusionState as ConfusionState
+from jaxvision._src.metrics.verification import LFWResult as LFWResult
+from jaxvision._src.metrics.verification import lfw_protocol as lfw_protocol
+from jaxvision._src.metrics.verification import tar_at_far as tar_at_far
+from jaxvision._src.metrics.verification import verification_roc as verification_roc
 
 __all__ = [
     "ConfusionState",
+    "LFWResult",
     "class_accuracy",
     "class_dice",
     "class_fbeta",
@@ -39,6 +44,7 @@ __all__ = [
     "keypoint_oks",
     "keypoint_pck",
     "keypoint_pckh",
+    "lfw_protocol",
     "mean_accuracy",
     "mean_dice",
     "mean_iou",
@@ -46,6 +52,8 @@ __all__ = [
     "reduce_zero_label",
     "segmentation_report",
     "segmentation_scores",
+    "tar_at_far",
+    "verification_roc",
 ]
 
 _DEPRECATED = {

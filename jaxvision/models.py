@@ -22,6 +22,12 @@ from jaxvision._src.models.detr_presets import detr_trainable_mask as detr_train
 from jaxvision._src.models.detr_weights import detr_config_from_hf as detr_config_from_hf
 from jaxvision._src.models.detr_weights import load_hf_detr as load_hf_detr
 from jaxvision._src.models.detr_weights import load_official_detr as load_official_detr
+from jaxvision._src.models.iresnet import IResNet as IResNet
+from jaxvision._src.models.iresnet import IResNetConfig as IResNetConfig
+from jaxvision._src.models.iresnet import IResNetPreset as IResNetPreset
+from jaxvision._src.models.iresnet import iresnet100 as iresnet100
+from jaxvision._src.models.iresnet import iresnet50 as iresnet50
+from jaxvision._src.models.iresnet import iresnet_cpu as iresnet_cpu
 from jaxvision._src.models.pose import PoseConfig as PoseConfig
 from jaxvision._src.models.pose import PoseModel as PoseModel
 from jaxvision._src.models.pose import pose_resnet50 as pose_resnet50
@@ -36,6 +42,9 @@ __all__ = [
     "DETR",
     "DETRConfig",
     "Detections",
+    "IResNet",
+    "IResNetConfig",
+    "IResNetPreset",
     "PoseConfig",
     "PoseModel",
     "ResNet",
@@ -55,6 +64,9 @@ __all__ = [
     "detr_tiny_config",
     "detr_top_k",
     "detr_trainable_mask",
+    "iresnet100",
+    "iresnet50",
+    "iresnet_cpu",
     "load_hf_detr",
     "load_official_detr",
     "load_torchvision_resnet_backbone",

@@ -5,6 +5,7 @@
 from jaxvision._src.nn.attention import MaskedMultiHeadAttention as MaskedMultiHeadAttention
 from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm as FrozenBatchNorm
 from jaxvision._src.nn.frozen_batch_norm import FrozenStat as FrozenStat
+from jaxvision._src.nn.partial_fc import PartialFC as PartialFC
 from jaxvision._src.nn.pooling import AdaptiveAvgPool2d as AdaptiveAvgPool2d
 from jaxvision._src.nn.pooling import AdaptiveMaxPool2d as AdaptiveMaxPool2d
 from jaxvision._src.nn.pooling import SpatialPyramidPooling as SpatialPyramidPooling
@@ -19,6 +20,7 @@ __all__ = [
     "FrozenStat",
     "LearnedPositionEncoding",
     "MaskedMultiHeadAttention",
+    "PartialFC",
     "RealNVP",
     "SinePositionEncoding",
     "SpatialPyramidPooling",

@@ -3,6 +3,8 @@
 """jaxvision.ops: Array operations without parameters: the functional twins of the nn modules."""
 
 from jaxvision._src.ops.attention import multi_head_attention as multi_head_attention
+from jaxvision._src.ops.cosine import l2_normalize as l2_normalize
+from jaxvision._src.ops.cosine import pairwise_cosine as pairwise_cosine
 from jaxvision._src.ops.frozen_batch_norm import frozen_batch_norm as frozen_batch_norm
 from jaxvision._src.ops.pooling import adaptive_avg_pool2d as adaptive_avg_pool2d
 from jaxvision._src.ops.pooling import adaptive_max_pool2d as adaptive_max_pool2d
@@ -24,8 +26,10 @@ __all__ = [
     "adaptive_max_pool2d",
     "downsample_pixel_mask",
     "frozen_batch_norm",
+    "l2_normalize",
     "learned_position_encoding",
     "multi_head_attention",
+    "pairwise_cosine",
     "pool_bins",
     "realnvp_init",
     "realnvp_inverse",

@@ -16,6 +16,8 @@ from jaxvision._src.parallel.mesh import make_mesh as make_mesh
 from jaxvision._src.parallel.mesh import process_batch_slice as process_batch_slice
 from jaxvision._src.parallel.mesh import replicate_on_mesh as replicate_on_mesh
 from jaxvision._src.parallel.mesh import shard_batch as shard_batch
+from jaxvision._src.parallel.partial_fc import num_local_classes as num_local_classes
+from jaxvision._src.parallel.partial_fc import partial_fc_loss as partial_fc_loss
 from jaxvision._src.parallel.state import TrainState as TrainState
 from jaxvision._src.parallel.step import LossFn as LossFn
 from jaxvision._src.parallel.step import StepFn as StepFn
@@ -37,6 +39,8 @@ __all__ = [
     "halving_doubling_all_reduce",
     "initialize",
     "make_mesh",
+    "num_local_classes",
+    "partial_fc_loss",
     "pmap_step",
     "process_batch_slice",
     "replicate_for_pmap",

@@ -67,7 +67,15 @@ def _tree_norm(tree: Any) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+
+    def squares(x: jax.Array) -> jax.Array:
+        sq = jnp.sum(jnp.square(x.astype(jnp.float32)))
+        # A leaf sharded over a mesh axis (param_specs) holds a part of the whole on each
+        # device: sum the parts.
+        axes = tuple(sorted(_varying_axes(sq)))
+        return lax.psum(sq, axes) if axes else sq
+
+    return jnp.sqrt(sum(squares(x) for x in leaves))
 
 
 def _local_step(
@@ -150,6 +158,7 @@ def data_parallel_step(
     *,
     axis_name: str = "data",
     donate: bool = True,
+    param_specs: Any = None,
 ) -> StepFn:
     """Builds a jitted data-parallel train step on ``jax.shard_map``.
 
@@ -175,6 +184,12 @@ def data_parallel_step(
       donate: donate the input state's buffers to the output state (XLA reuses them);
         the state passed in must not be used after the call: passing it again raises a
         ``ValueError`` that says it was donated.
+      param_specs: ``None`` (every parameter replicated), or a pytree of
+        ``PartitionSpec`` with the structure of ``state.params`` for parameters split over
+        other mesh axes (a Partial FC classifier's centres ``P("model", None)`` on a
+        ``("data", "model")`` mesh); the optimizer state of a parameter takes its spec.
+        ``loss_fn`` then sees each device's shard of such a parameter, and its gradient
+        is averaged over ``axis_name`` only.
 
     Returns:
       ``step(state: TrainState, batch, rng) -> (state, metrics)``, jitted. ``batch``
@@ -186,7 +201,7 @@ def data_parallel_step(
 
       mesh = parallel.make_mesh()
       opt = optax.adam(1e-3)
-      state = parallel.replicate(parallel.TrainState.create(params, opt), mesh)
+      state = parallel.replicate_on_mesh(parallel.TrainState.create(params, opt), mesh)
 
       def loss_fn(params, model_state, batch, rng, axis_name):
           err = batch["x"] @ params["w"] - batch["y"]
@@ -201,28 +216,55 @@ def data_parallel_step(
     n = _axis(mesh, axis_name)
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P(axis_name))
+    if param_specs is not None:
+        for spec in jax.tree.leaves(param_specs):
+            if not isinstance(spec, P):
+                raise TypeError(f"param_specs leaves must be PartitionSpecs, got {spec!r}")
+            for name in jax.tree.leaves(tuple(spec)):
+                if name is not None:
+                    _axis(mesh, name)
 
     def local(state: TrainState, batch: Any, rng: jax.Array) -> tuple[TrainState, dict]:
         return _local_step(loss_fn, optimizer, axis_name, state, batch, rng)
 
-    mapped = jax.shard_map(
-        local, mesh=mesh, in_specs=(P(), P(axis_name), P()), out_specs=(P(), P())
-    )
-
     def step(state: TrainState, batch: Any, rng: jax.Array) -> tuple[TrainState, dict]:
         if not isinstance(state, TrainState):
             raise TypeError(f"state must be a parallel.TrainState, got {type(state)}")
+        specs = _state_specs(state, optimizer, param_specs, mesh)
+        mapped = jax.shard_map(
+            local, mesh=mesh, in_specs=(specs, P(axis_name), P()), out_specs=(specs, P())
+        )
         for path, x in jax.tree_util.tree_leaves_with_path(batch):
             if x.ndim == 0 or x.shape[0] % n:
                 raise ValueError(
                     f"batch leaf {jax.tree_util.keystr(path)} has shape {x.shape}: its "
                     f"leading axis must be divisible by the {n} devices of axis {axis_name!r}"
                 )
-        state = jax.tree.map(lambda x: jax.reshard(x, replicated), state)
+        state = jax.tree.map(lambda x, p: jax.reshard(x, NamedSharding(mesh, p)), state, specs)
         batch = jax.tree.map(lambda x: jax.reshard(x, sharded), batch)
         return mapped(state, batch, jax.reshard(rng, replicated))
 
     return _DonationChecked(jax.jit(step, donate_argnums=(0,) if donate else ()))
+
+
+def _state_specs(state: TrainState, optimizer: Any, param_specs: Any, mesh: Mesh) -> Any:
+    """PartitionSpecs for every leaf of ``state``: replicated unless ``param_specs`` says."""
+    if param_specs is None:
+        return jax.tree.map(lambda _: P(), state)
+    try:
+        params = jax.tree.map(lambda _, s: s, state.params, param_specs)
+    except ValueError as err:
+        raise ValueError(f"param_specs must have the structure of state.params: {err}") from None
+    opt = optax.tree_map_params(
+        optimizer, lambda _, s: s, state.opt_state, params,
+        transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P),
+    )
+    return TrainState(
+        params=params,
+        model_state=jax.tree.map(lambda _: P(), state.model_state),
+        opt_state=opt,
+        step=P(),
+    )
 
 
 @export("parallel.pmap_step")
