@@ -2,6 +2,11 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.boxes: Box formats, areas, the pairwise IoU family and jit-compatible NMS."""
 
+from jaxvision._src.boxes.anchor_assign import AnchorAssignment as AnchorAssignment
+from jaxvision._src.boxes.anchor_assign import assign_anchors as assign_anchors
+from jaxvision._src.boxes.anchors import grid_anchors as grid_anchors
+from jaxvision._src.boxes.box_coder import decode_boxes as decode_boxes
+from jaxvision._src.boxes.box_coder import encode_boxes as encode_boxes
 from jaxvision._src.boxes.formats import box_area as box_area
 from jaxvision._src.boxes.formats import box_convert as box_convert
 from jaxvision._src.boxes.iou import box_iou as box_iou
@@ -13,13 +18,18 @@ from jaxvision._src.boxes.nms import batched_nms as batched_nms
 from jaxvision._src.boxes.nms import nms as nms
 
 __all__ = [
+    "AnchorAssignment",
+    "assign_anchors",
     "batched_nms",
     "box_area",
     "box_convert",
     "box_iou",
     "complete_box_iou",
+    "decode_boxes",
     "distance_box_iou",
+    "encode_boxes",
     "generalized_box_iou",
+    "grid_anchors",
     "masks_to_boxes",
     "nms",
 ]

@@ -2,4 +2,10 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.keypoints: Keypoint heatmaps, soft-argmax and SimCC codecs, flips and crop transforms."""
 
-__all__: list[str] = []
+from jaxvision._src.keypoints.landmark_coder import decode_landmarks as decode_landmarks
+from jaxvision._src.keypoints.landmark_coder import encode_landmarks as encode_landmarks
+
+__all__ = [
+    "decode_landmarks",
+    "encode_landmarks",
+]
