@@ -14,11 +14,15 @@ from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_co
 from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import DetectionDataset as DetectionDataset
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
+from jaxvision._src.data.wider_face import FaceAnnotation as FaceAnnotation
+from jaxvision._src.data.wider_face import pad_faces as pad_faces
+from jaxvision._src.data.wider_face import read_wider_face as read_wider_face
 
 __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "FaceAnnotation",
     "Loader",
     "bucket_size",
     "coco_batches",
@@ -26,6 +30,8 @@ __all__ = [
     "detection_targets",
     "detections_to_coco",
     "export_coco",
+    "pad_faces",
     "read_coco_detection",
+    "read_wider_face",
     "shapes_dataset",
 ]
