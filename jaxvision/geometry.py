@@ -2,4 +2,14 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.geometry: Image-space transforms: affine warps and similarity estimation."""
 
-__all__: list[str] = []
+from jaxvision._src.geometry.affine import apply_affine as apply_affine
+from jaxvision._src.geometry.affine import invert_affine as invert_affine
+from jaxvision._src.geometry.affine import warp_affine as warp_affine
+from jaxvision._src.geometry.similarity import estimate_similarity as estimate_similarity
+
+__all__ = [
+    "apply_affine",
+    "estimate_similarity",
+    "invert_affine",
+    "warp_affine",
+]

@@ -5,6 +5,8 @@
 from jaxvision._src.parallel.checkpoint import CheckpointError as CheckpointError
 from jaxvision._src.parallel.checkpoint import CheckpointManager as CheckpointManager
 from jaxvision._src.parallel.checkpoint import Restored as Restored
+from jaxvision._src.parallel.checkpoint import WorkdirLock as WorkdirLock
+from jaxvision._src.parallel.checkpoint import WorkdirLockError as WorkdirLockError
 from jaxvision._src.parallel.collectives import ring_all_gather as ring_all_gather
 from jaxvision._src.parallel.collectives import ring_all_reduce as ring_all_reduce
 from jaxvision._src.parallel.collectives import ring_reduce_scatter as ring_reduce_scatter
@@ -25,6 +27,8 @@ __all__ = [
     "CheckpointManager",
     "Restored",
     "TrainState",
+    "WorkdirLock",
+    "WorkdirLockError",
     "data_parallel_step",
     "initialize",
     "make_mesh",

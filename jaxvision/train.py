@@ -2,4 +2,44 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.train: The training harness: configs, timers, metrics writer, guards, evaluation loop."""
 
-__all__: list[str] = []
+from jaxvision._src.train.cadence import every as every
+from jaxvision._src.train.config import config_diff as config_diff
+from jaxvision._src.train.config import config_from_dict as config_from_dict
+from jaxvision._src.train.config import config_to_dict as config_to_dict
+from jaxvision._src.train.config import override as override
+from jaxvision._src.train.errors import ConfigError as ConfigError
+from jaxvision._src.train.errors import NonFiniteLossError as NonFiniteLossError
+from jaxvision._src.train.errors import RunError as RunError
+from jaxvision._src.train.errors import RunMismatchError as RunMismatchError
+from jaxvision._src.train.evaluation import category_ids_by_name as category_ids_by_name
+from jaxvision._src.train.evaluation import evaluate_detection as evaluate_detection
+from jaxvision._src.train.evaluation import predict_batches as predict_batches
+from jaxvision._src.train.guard import check_finite as check_finite
+from jaxvision._src.train.metrics_writer import MetricsWriter as MetricsWriter
+from jaxvision._src.train.summary import print_summary as print_summary
+from jaxvision._src.train.summary import run_cli as run_cli
+from jaxvision._src.train.timer import Timer as Timer
+from jaxvision._src.train.workdir import Run as Run
+from jaxvision._src.train.workdir import derived_dataset as derived_dataset
+
+__all__ = [
+    "ConfigError",
+    "MetricsWriter",
+    "NonFiniteLossError",
+    "Run",
+    "RunError",
+    "RunMismatchError",
+    "Timer",
+    "category_ids_by_name",
+    "check_finite",
+    "config_diff",
+    "config_from_dict",
+    "config_to_dict",
+    "derived_dataset",
+    "evaluate_detection",
+    "every",
+    "override",
+    "predict_batches",
+    "print_summary",
+    "run_cli",
+]

@@ -1,0 +1,1 @@
+"""Private implementation; public names are in `jaxvision.geometry`."""

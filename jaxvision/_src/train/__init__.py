@@ -1,0 +1,1 @@
+"""The training harness behind ``jaxvision.train``; see ``docs/train.md``."""
