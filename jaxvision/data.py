@@ -11,6 +11,8 @@ from jaxvision._src.data.coco import export_coco as export_coco
 from jaxvision._src.data.coco import read_coco_detection as read_coco_detection
 from jaxvision._src.data.coco_eval import coco_evaluate as coco_evaluate
 from jaxvision._src.data.coco_eval import detections_to_coco as detections_to_coco
+from jaxvision._src.data.face_scenes import FaceScenes as FaceScenes
+from jaxvision._src.data.face_scenes import generate_face_scenes as generate_face_scenes
 from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import DetectionDataset as DetectionDataset
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
@@ -23,6 +25,7 @@ __all__ = [
     "CocoFormatError",
     "DetectionDataset",
     "FaceAnnotation",
+    "FaceScenes",
     "Loader",
     "bucket_size",
     "coco_batches",
@@ -30,6 +33,7 @@ __all__ = [
     "detection_targets",
     "detections_to_coco",
     "export_coco",
+    "generate_face_scenes",
     "pad_faces",
     "read_coco_detection",
     "read_wider_face",
