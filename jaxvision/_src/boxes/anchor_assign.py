@@ -33,6 +33,11 @@ class AnchorAssignment(NamedTuple):
         (its best-overlapping valid box, or the box that claimed it); -1 where no valid
         box overlaps the anchor at all. Meaningful for positives.
       max_iou: ``[..., A]`` float32 IoU of each anchor with its matched box (0 where none).
+
+    Examples:
+      >>> box = jnp.array([[0.0, 0.0, 10.0, 10.0]])
+      >>> assign_anchors(box, box, jnp.array([True])).labels
+      Array([1], dtype=int32)
     """
 
     labels: Array

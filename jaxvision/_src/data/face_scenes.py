@@ -67,6 +67,10 @@ class FaceScenes(NamedTuple):
       annotations: one :class:`FaceAnnotation` per scene (boxes ``xyxy`` pixels, 5
         landmarks, ``landmark_valid`` False for the real box-only faces).
       identities: per scene ``[n]`` int32 identity of each face, -1 for real faces.
+
+    Examples:
+      >>> FaceScenes._fields
+      ('images', 'annotations', 'identities')
     """
 
     images: np.ndarray

@@ -38,6 +38,12 @@ class FaceAnnotation:
       landmark_valid: ``[N]`` bool, True where the face has its 5 landmarks.
       invalid: ``[N]`` bool, WIDER FACE's ``invalid`` attribute (original lists only;
         False otherwise). Evaluations usually ignore these faces.
+
+    Examples:
+      >>> a = FaceAnnotation("a.jpg", np.array([[0.0, 0, 8, 8]]), np.zeros((1, 5, 2)),
+      ...                    np.array([True]), np.array([False]))
+      >>> len(a)
+      1
     """
 
     path: str
@@ -191,6 +197,12 @@ def pad_faces(annotations: Iterable[FaceAnnotation], max_faces: int) -> FaceTarg
     Returns:
       ``FaceTargets(boxes [B, G, 4], landmarks [B, G, 5, 2], valid [B, G],
       landmark_valid [B, G])`` as NumPy arrays.
+
+    Examples:
+      >>> a = FaceAnnotation("a.jpg", np.array([[0.0, 0, 8, 8]]), np.zeros((1, 5, 2)),
+      ...                    np.array([True]), np.array([False]))
+      >>> pad_faces([a], 3).valid
+      array([[ True, False, False]])
     """
     annotations = list(annotations)
     b, g = len(annotations), int(max_faces)

@@ -43,6 +43,10 @@ class FaceDetectorConfig:
       anchor_sizes: per level, the square anchor sides in pixels.
       num_landmarks: landmarks per face (5: eyes, nose tip, mouth corners).
       prior_probability: initial face probability of every anchor (focal loss's 0.01).
+
+    Examples:
+      >>> FaceDetectorConfig().anchors_per_cell, FaceDetectorConfig().strides
+      (2, (8, 16, 32))
     """
 
     widths: tuple[int, ...] = (16, 32, 64, 96, 128)
@@ -81,6 +85,11 @@ class FaceDetectorOutput(NamedTuple):
       box_deltas: ``[B, A, 4]`` box offsets (:func:`jaxvision.boxes.decode_boxes`).
       landmark_deltas: ``[B, A, K, 2]`` landmark offsets
         (:func:`jaxvision.keypoints.decode_landmarks`).
+
+    Examples:
+      >>> out = FaceDetectorOutput(jnp.zeros((1, 4)), jnp.zeros((1, 4, 4)), jnp.zeros((1, 4, 5, 2)))
+      >>> out.landmark_deltas.shape
+      (1, 4, 5, 2)
     """
 
     logits: jax.Array

@@ -42,6 +42,11 @@ class FaceTargets(NamedTuple):
       valid: ``[B, G]`` bool, False for padding.
       landmark_valid: ``[B, G]`` bool, True where the face's landmarks are annotated
         (box-only faces, such as WIDER FACE's small ones, have False).
+
+    Examples:
+      >>> no_face = jnp.zeros((1, 0), bool)
+      >>> FaceTargets(jnp.zeros((1, 0, 4)), jnp.zeros((1, 0, 5, 2)), no_face, no_face)._fields
+      ('boxes', 'landmarks', 'valid', 'landmark_valid')
     """
 
     boxes: ArrayLike
@@ -60,6 +65,10 @@ class FaceDetectorLoss(NamedTuple):
       box: smooth L1 of the encoded boxes of positives, per positive.
       landmarks: smooth L1 of the encoded landmarks, per positive with landmarks.
       num_positive: number of positive anchors in the batch (float32).
+
+    Examples:
+      >>> FaceDetectorLoss._fields
+      ('total', 'classification', 'box', 'landmarks', 'num_positive')
     """
 
     total: Array

@@ -36,6 +36,10 @@ class FaceDetections(NamedTuple):
       scores: ``[B, D]`` face probabilities (0 in padding).
       landmarks: ``[B, D, K, 2]`` ``(x, y)`` pixels (0 in padding).
       count: ``[B]`` int32, the number of real detections of each image.
+
+    Examples:
+      >>> FaceDetections._fields
+      ('boxes', 'scores', 'landmarks', 'count')
     """
 
     boxes: Array
