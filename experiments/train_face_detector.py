@@ -347,6 +347,9 @@ def draw(workdir: Path, writer, split, det, cfg: Config) -> None:
     plt.close(fig)
     fig, axes = plt.subplots(2, 4, figsize=(12, 6))
     for i, a in enumerate(axes.flat):
+        a.axis("off")
+        if i >= len(split["images"]):
+            continue
         a.imshow(split["images"][i])
         keep = np.asarray(det.scores[i]) > cfg.score_threshold
         for b, lm in zip(
@@ -354,7 +357,6 @@ def draw(workdir: Path, writer, split, det, cfg: Config) -> None:
         ):
             a.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fill=False, color="lime"))
             a.plot(lm[:, 0], lm[:, 1], "r.", markersize=4)
-        a.axis("off")
     fig.tight_layout()
     fig.savefig(workdir / "detections.png", dpi=90)
     plt.close(fig)
