@@ -136,7 +136,11 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, size: int) -> np.ndarray
 
 
 def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ~ A src + t`` for ``[N, 5, 2]`` point sets (Umeyama)."""
+    """Least-squares similarity ``dst ~ A src + t`` for ``[N, 5, 2]`` point sets (Umeyama).
+
+    The NumPy counterpart of ``geometry.estimate_similarity`` for the host-side generator
+    (one small problem per pasted face, where a device call per face would dominate).
+    """
     ms, md = src.mean(1, keepdims=True), dst.mean(1, keepdims=True)
     s, d = src - ms, dst - md
     # For z = x + iy, the similarity is d = c s with one complex c = a + ib.
