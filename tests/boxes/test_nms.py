@@ -139,3 +139,70 @@ def test_bad_input_names_the_argument():
         boxes.batched_nms(b, s, jnp.zeros(3), 0.5)
     with pytest.raises(ValueError, match="idxs"):
         boxes.batched_nms(b, s, jnp.zeros(2, jnp.int32), 0.5)
+
+
+def _torchvision_cpu_nms(b, s, threshold):
+    """Transcription of torchvision's CPU kernel (csrc/ops/cpu/nms_kernel.cpp), in float32.
+
+    torchvision is not installed here (a 5.5 GB build), so this is the reference: areas,
+    intersection and ``ovr = inter / (area_i + area_j - inter)`` in float32, then
+    ``ovr > iou_threshold`` with the threshold a C++ double (the float promoted to double).
+    """
+    b = np.asarray(b, np.float32)
+    x1, y1, x2, y2 = b.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.array(sorted(range(len(s)), key=lambda i: (-s[i], i)))
+    suppressed = np.zeros(len(s), bool)
+    keep = []
+    for _i, i in enumerate(order):
+        if suppressed[i]:
+            continue
+        keep.append(int(i))
+        j = order[_i + 1 :]  # the kernel's inner loop over j, element-wise in float32
+        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[j]) - np.maximum(x1[i], x1[j]))
+        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[j]) - np.maximum(y1[i], y1[j]))
+        inter = w * h
+        ovr = inter / (areas[i] + areas[j] - inter)
+        assert ovr.dtype == np.float32
+        suppressed[j] |= ovr.astype(np.float64) > float(threshold)
+    return keep
+
+
+def test_exact_threshold_ties_on_integer_boxes_keep_torchvisions_indices():
+    # Before: the division-free test I (1 + t) > t (A + B) rounds differently from
+    # torchvision's float32 IoU at IoU == t exactly; e.g. 20 / 100 == 0.2: torchvision
+    # suppresses (float32(0.2) > 0.2 as doubles), jaxvision kept the box.
+    tie = jnp.array([[0, 0, 10, 10], [0, 0, 10, 2], [0, 0, 10, 8]], jnp.float32)
+    scores = jnp.array([0.9, 0.8, 0.7])
+    for t in (0.2, 0.8):
+        assert _kept(boxes.nms(tie, scores, t)) == _torchvision_cpu_nms(tie, scores, t)
+    assert _kept(boxes.nms(tie, scores, 0.2)) == [0]
+    rng = np.random.default_rng(0)
+    xy = rng.integers(0, 6, (200, 2))
+    b = np.concatenate([xy, xy + rng.integers(1, 5, (200, 2))], -1).astype(np.float32)
+    s = rng.permutation(200).astype(np.float32) / 200
+    for t in (0.2, 0.8, 0.25, 1 / 3, 0.4, 0.6, 0.7, 0.1):
+        assert _kept(boxes.nms(b, s, t)) == _torchvision_cpu_nms(b, s, t), t
+
+
+def test_huge_coordinates_give_no_nan_iou_and_no_duplicates():
+    # Before: areas past float32's range (coordinates ~1.8e19) gave inf / inf = NaN IoU,
+    # so NMS kept exact duplicates.
+    big = np.float32(1.8e19)
+    b = jnp.array([[0, 0, big, big], [0, 0, big, big], [0, 0, big, big / 2]], jnp.float32)
+    iou = np.asarray(boxes.box_iou(b, b))
+    np.testing.assert_allclose(iou, [[1, 1, 0.5], [1, 1, 0.5], [0.5, 0.5, 1]], rtol=1e-6)
+    assert _kept(boxes.nms(b, jnp.array([0.9, 0.8, 0.7]), 0.6)) == [0, 2]
+    giou = np.asarray(boxes.generalized_box_iou(b, b))
+    assert np.isfinite(giou).all()
+
+
+def test_nms_under_x64_scatters_no_int64_into_int32():
+    import warnings
+
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = jnp.array([[0, 0, 2, 2], [0, 0, 2, 2.5], [5, 5, 6, 6]], jnp.float64)
+        indices, count = boxes.nms(b, jnp.array([0.9, 0.8, 0.7]), 0.5)
+        assert indices.dtype == jnp.int32 and count.dtype == jnp.int32
+        assert _kept((indices, count)) == [0, 2]

@@ -219,3 +219,78 @@ def test_detections_to_coco_converts_to_pixel_xywh():
     ]
     with pytest.raises(ValueError, match="boxes"):
         data.detections_to_coco([1], np.zeros((1, 4)), np.zeros(1), np.zeros(1), [1])
+
+
+def test_missing_iscrowd_and_area_are_filled_by_one_rule_then_evaluate(tmp_path):
+    # Before: the reader accepted these records and coco_evaluate raised KeyError hours
+    # later. Rule: iscrowd defaults to 0, area to the box's w * h (what export_coco writes).
+    coco = _coco()
+    for ann in coco["annotations"]:
+        ann.pop("iscrowd", None)
+        ann.pop("area", None)
+    path, image_dir = _write(tmp_path, coco)
+    ds = data.read_coco_detection(path, image_dir)
+    anns = ds.coco["annotations"]
+    assert [a["iscrowd"] for a in anns] == [0, 0, 0, 0]
+    assert [a["area"] for a in anns] == [200.0, 7000.0, 100.0, 100.0]
+    dets = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1}
+        for a in coco["annotations"]
+    ]
+    assert data.coco_evaluate(ds, dets)["AP"] == pytest.approx(1.0)
+    # A parsed dict or a path goes through the same rule.
+    assert data.coco_evaluate(path, dets)["AP"] == pytest.approx(1.0)
+    assert data.coco_evaluate(json.loads(path.read_text()), dets)["AP"] == pytest.approx(1.0)
+    bad = _coco()
+    bad["annotations"][0]["area"] = "big"
+    path, image_dir = _write(tmp_path, bad)
+    with pytest.raises(data.CocoFormatError, match=r"annotations\[0\] \(id=1\): field 'area'"):
+        data.read_coco_detection(path, image_dir)
+
+
+@pytest.mark.parametrize("bbox", [[50.5, 5, 0.4, 4], [-0.9, 5, 0.5, 4], [5, 40.2, 4, 0.5]])
+def test_the_tolerance_band_never_stores_an_inverted_box(tmp_path, bbox):
+    # Before: [50.5, 5, 0.4, 4] in a 50-px-wide image was stored with x1 = 50 < x0 = 50.5.
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 50}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": bbox}],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    path, image_dir = _write(tmp_path, coco)
+    with pytest.raises(data.CocoFormatError, match=r"annotations\[0\].*'bbox'.*no area inside"):
+        data.read_coco_detection(path, image_dir)
+    coco["annotations"][0]["bbox"] = [49.5, 39.5, 1.4, 1.2]  # overhangs by < 1 px: clipped
+    path, image_dir = _write(tmp_path, coco)
+    box = data.read_coco_detection(path, image_dir).boxes[0][0]
+    np.testing.assert_allclose(box, [49.5, 39.5, 50, 40])
+    assert box[2] > box[0] and box[3] > box[1]
+
+
+def test_truncated_image_and_non_utf8_file_name_the_file_and_record(tmp_path):
+    path, image_dir = _write(tmp_path, _coco())
+    png = (image_dir / "b.png").read_bytes()
+    (image_dir / "b.png").write_bytes(png[: len(png) // 2])
+    ds = data.read_coco_detection(path, image_dir)
+    with pytest.raises(data.CocoFormatError, match=r"images\[1\] \(id=2\).*b\.png") as info:
+        ds.read_image(1)
+    assert str(path) in str(info.value)
+    path.write_bytes(json.dumps(_coco()).replace("dog", "d\u00f6g").encode("latin-1"))
+    with pytest.raises(data.CocoFormatError, match="UTF-8") as info:
+        data.read_coco_detection(path, image_dir)
+    assert str(path) in str(info.value)
+
+
+def test_detections_to_coco_drops_non_finite_and_padding_with_a_count():
+    # Before: NaN boxes were exported and label -1 became the last category (12).
+    boxes = np.array([[[1, 1, 5, 5], [np.nan, 1, 5, 5], [1, 1, 6, 6], [2, 2, 3, 3]]], float)
+    with pytest.warns(RuntimeWarning, match="left out 3 of 4"):
+        dets = data.detections_to_coco(
+            np.array([5]),
+            boxes,
+            np.array([[0.9, 0.8, np.nan, 0.7]]),
+            np.array([[0, 1, 1, -1]]),
+            np.array([11, 12]),
+        )
+    assert dets == [{"image_id": 5, "category_id": 11, "bbox": [1.0, 1.0, 4.0, 4.0], "score": 0.9}]
+    with pytest.raises(ValueError, match="labels"):
+        data.detections_to_coco([5], boxes, np.ones((1, 4)), np.full((1, 4), 2), [11, 12])

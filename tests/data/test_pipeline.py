@@ -92,3 +92,17 @@ def test_bad_arguments_are_named():
         data.Loader(3, global_batch_size=8)
     with pytest.raises(ValueError, match="divisible"):
         data.Loader(Squares(), global_batch_size=12, mesh=parallel.make_mesh(8))
+
+
+def test_a_state_of_another_batch_size_and_an_empty_stream_are_refused():
+    # Before: a position of 4 batches of 8 was taken as 4 batches of 16 (other records),
+    # and a stream shorter than one batch built a loader of zero batches silently.
+    first = data.Loader(Squares(), global_batch_size=8, seed=1)
+    _take(first, 4)
+    state = first.get_state()
+    assert state["global_batch_size"] == 8
+    with pytest.raises(ValueError, match="global_batch_size 8.*16"):
+        data.Loader(Squares(), global_batch_size=16, seed=1).set_state(state)
+    data.Loader(Squares(), global_batch_size=8, seed=1).set_state(state)
+    with pytest.raises(ValueError, match="no batch"):
+        data.Loader(Squares(), global_batch_size=N + 1, num_epochs=1)

@@ -199,3 +199,18 @@ def test_bad_input_names_the_argument(name):
     if name == "siou_loss":
         with pytest.raises(ValueError, match="theta"):
             f(good, good, theta=0.5)
+
+
+def test_float16_gradients_of_coinciding_zero_width_boxes_are_finite():
+    # Before: with eps = 1e-7 the union (or enclosing area) 0 made the gradient 1 / eps =
+    # 5e6 in float32, +-inf once cast to float16. Every loss is locally constant for
+    # such a pair (moving one side of one box leaves IoU 0 and C - U = 0), so each
+    # gradient is 0.
+    box = np.array([[1, 1, 1, 3], [2, 0, 5, 0]], np.float32)  # zero width, zero height
+    for dtype in (jnp.float16, jnp.float32):
+        p = jnp.asarray(box, dtype)
+        t = jnp.asarray(box, dtype)
+        grads = jax.grad(lambda p, t=t: sum(jnp.sum(v) for v in all_losses(p, t).values()))
+        g = grads(p)
+        assert g.dtype == dtype and jnp.all(jnp.isfinite(g)), g
+        np.testing.assert_array_equal(np.asarray(g, np.float32), 0.0)

@@ -286,3 +286,28 @@ def test_vmap_over_layers_of_a_batch_solved_in_rounds():
             sub = c[:, real]
             ref = sub[scipy_lsa(sub)].sum() if sub.size else 0.0
             assert_same_total(c[qt[real], np.flatnonzero(real)].sum(), ref, 1.0)
+
+
+def test_fewer_non_finite_entries_is_cheaper_at_costs_of_1e36():
+    # Before: at |cost| ~ 1e36 (inside the documented 1e37) the stand-in for non-finite
+    # entries was capped at finfo.max / 8 = 4.25e37, below the (2K - 1) * 1e36 needed here,
+    # so the matcher took the NaN. Costs are now scaled by a power of two first.
+    k = 40
+    c = np.full((k, k), np.nan, np.float32)
+    c[np.arange(k), np.arange(k)] = -1e36  # a cheap diagonal ...
+    c[0, 0] = np.nan  # ... whose first entry is NaN
+    c[np.arange(k), (np.arange(k) + 1) % k] = 1e36  # the only finite perfect matching
+    costs = np.stack([c, c.T, np.where(np.isnan(c), np.inf, c)])
+    rng = np.random.default_rng(11)
+    noise = (rng.uniform(-1, 1, (5, k, k)) * 1e36).astype(np.float32)
+    noise[rng.uniform(size=noise.shape) < 0.3] = np.nan
+    costs = np.concatenate([costs, noise])
+    q_of_t, _ = jax.device_get(matching.hungarian_match(costs, np.ones((len(costs), k), bool)))
+    for cost, qt in zip(costs.astype(np.float64), q_of_t, strict=True):
+        used = cost[qt, np.arange(k)]
+        # scipy in float64 with non-finite entries at 1e300: fewest of them first.
+        sub = np.where(np.isfinite(cost), cost, 1e300)
+        ref = sub[scipy_lsa(sub)]
+        assert (~np.isfinite(used)).sum() == (ref == 1e300).sum()
+        assert_same_total(used[np.isfinite(used)].sum(), ref[ref != 1e300].sum(), 1e36)
+    assert sorted(q_of_t[0].tolist()) == list(range(k))

@@ -181,3 +181,32 @@ def test_histogram_drops_values_outside_its_bins_on_every_path():
         got = jax.jit(histogram, static_argnums=1)(jnp.asarray(bins), length)
         inside = bins[(bins >= 0) & (bins < length)]
         np.testing.assert_array_equal(got, np.bincount(inside, minlength=length))
+
+
+def test_int64_labels_beyond_int32_never_wrap_into_classes():
+    # Before: 2**32 + 1 became class 1 (numpy input through jnp.asarray, or under x64
+    # through the int32 cast); such labels are out of range: dropped / a miss.
+    target = np.array([2**32 + 1, 1, 1, -(2**32) + 1], np.int64)
+    pred = np.array([1, 2**32 + 1, 1, 1], np.int64)
+    cm = np.asarray(metrics.confusion_matrix(target, pred, 3))
+    want = np.zeros((3, 4), np.int64)
+    want[1, 3] = 1  # target 1, prediction out of range
+    want[1, 1] = 1
+    np.testing.assert_array_equal(cm, want)
+    big = np.array([2**63 - 1, 2**40], np.uint64)
+    assert int(metrics.confusion_matrix(big, big, 3).sum()) == 0
+    with jax.enable_x64(True):
+        cm64 = metrics.confusion_matrix(jnp.asarray(target), jnp.asarray(pred), 3)
+        np.testing.assert_array_equal(np.asarray(cm64), want)
+
+
+def test_nan_logits_never_count_as_a_class():
+    # Before: argmax picked the NaN. A NaN logit ranks last (as NaN scores everywhere in
+    # jaxvision); a pixel whose logits are all NaN is predicted as no class (a miss).
+    logits = jnp.array([[1.0, jnp.nan, 0.0], [jnp.nan, jnp.nan, jnp.nan], [0.0, 2.0, 1.0]])
+    cm = np.asarray(metrics.confusion_matrix_from_logits(jnp.array([1, 1, 1]), logits))
+    want = np.zeros((3, 4), np.int64)
+    want[1, 0] = 1  # NaN at class 1 loses to the finite maximum at class 0
+    want[1, 3] = 1  # all NaN: outside [0, C), a miss for the true class
+    want[1, 1] = 1
+    np.testing.assert_array_equal(cm, want)

@@ -146,3 +146,33 @@ def test_scores_inside_jit_from_the_float_matrix_equal_compute():
     state = metrics.ConfusionState.init(4, ignore_index=255).update(t, p)
     inside = jax.jit(lambda s: metrics.segmentation_scores(s.matrix(), ["mean_iou"]))(state)
     assert inside["mean_iou"] == pytest.approx(state.compute(["mean_iou"])["mean_iou"])
+
+
+def test_add_matrix_int64_counts_are_exact_or_refused():
+    # Before: int64 counts were cast to int32, so 2**33 + 5 became 5.
+    state = metrics.ConfusionState.init(2)
+    cm = np.zeros((2, 3), np.int64)
+    cm[0, 1] = 2**33 + 5
+    cm[1, 1] = 7
+    np.testing.assert_array_equal(state.add_matrix(cm).counts(), cm)
+    stack = np.stack([cm, cm, cm])
+    np.testing.assert_array_equal(state.add_matrix(stack).counts(), 3 * cm)
+    with pytest.raises(OverflowError, match="2\\*\\*47"):
+        state.add_matrix(np.full((2, 3), 2**47, np.int64))
+    with pytest.raises(ValueError, match="negative"):
+        state.add_matrix(-cm)
+    with pytest.raises(OverflowError, match="2\\*\\*47"):
+        state.add_matrix(np.full((2, 3), 2**64 - 1, np.uint64))
+    big = np.full((2, 3), 2**32 - 1, np.uint32)  # above int32, below uint32's max
+    np.testing.assert_array_equal(state.add_matrix(jnp.asarray(big)).counts(), big)
+    np.testing.assert_array_equal(jax.jit(type(state).add_matrix)(state, big).counts(), big)
+
+
+def test_add_matrix_sums_more_than_2_15_per_image_matrices_exactly():
+    # Before: the low words of 2**15 + 1 matrices summed past 2**31 into a negative count.
+    n = 2**15 + 1
+    cm = np.full((n, 1, 2), 2**16 - 1, np.int32)
+    want = np.full((1, 2), n * (2**16 - 1), np.int64)
+    state = metrics.ConfusionState.init(1)
+    np.testing.assert_array_equal(state.add_matrix(cm).counts(), want)
+    np.testing.assert_array_equal(jax.jit(type(state).add_matrix)(state, cm).counts(), want)

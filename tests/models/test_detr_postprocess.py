@@ -111,3 +111,26 @@ def test_postprocess_bad_input():
         models.detr_postprocess(outputs, sizes, top_k=Q + 1)
     with pytest.raises(TypeError, match="outputs"):
         models.detr_postprocess(outputs["logits"], sizes)
+
+
+def test_nan_scores_rank_last_and_nan_logits_never_count_as_a_class():
+    # Before: lax.top_k ranked NaN first (NMS ranks it last) and a NaN logit's query took
+    # the label of the NaN. One rule: a query with a NaN logit scores NaN with label -1,
+    # and NaN scores rank below every number, -inf included, ties by lower index.
+    outputs, sizes = _outputs(2)
+    logits = outputs["logits"].copy()
+    logits[0, 3, 1] = np.nan
+    logits[0, 5, :] = np.nan
+    got = models.detr_postprocess({"logits": logits, "boxes": outputs["boxes"]}, sizes)
+    scores, labels = np.asarray(got["scores"]), np.asarray(got["labels"])
+    assert np.isnan(scores[0, [3, 5]]).all() and (labels[0, [3, 5]] == -1).all()
+    finite = np.isfinite(scores[0])
+    assert (labels[0, finite] >= 0).all()
+    s = np.array([[0.5, np.nan, -np.inf, 0.7, np.nan, 0.1]], np.float32)
+    dets = {"scores": s, "labels": np.zeros((1, 6), np.int32), "boxes": np.zeros((1, 6, 4))}
+    top = models.detr_top_k(dets, 6)
+    np.testing.assert_array_equal(np.asarray(top["scores"])[0, :4], s[0, [3, 0, 5, 2]])
+    assert np.isnan(np.asarray(top["scores"])[0, 4:]).all()
+    order = np.asarray(models.detr_top_k({**dets, "index": np.arange(6)[None]}, 6)["index"])
+    np.testing.assert_array_equal(order, [[3, 0, 5, 2, 1, 4]])
+    assert not np.asarray(models.detr_score_threshold(dets, -1.0)["valid"])[0, [1, 4]].any()

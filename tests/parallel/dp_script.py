@@ -63,7 +63,11 @@ def train(checkpoint_dir=None):
         with parallel.CheckpointManager(checkpoint_dir) as ckpt:
             ckpt.save(STEPS, state, data_state=loader.get_state())
             restored = ckpt.restore(state)
-        assert restored.data_state == {"batches": STEPS, "seed": 0}
+        assert restored.data_state == {
+            "batches": STEPS,
+            "seed": 0,
+            "global_batch_size": GLOBAL_BATCH,
+        }
         for a, b in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state), strict=True):
             assert a.sharding == b.sharding
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

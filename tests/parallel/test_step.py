@@ -7,6 +7,7 @@ import optax
 import pytest
 from flax import nnx
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from jaxvision import parallel
 
@@ -170,3 +171,35 @@ def test_bad_input_is_rejected_with_named_argument():
     state = parallel.TrainState.create(params, opt, model_state=rest)
     with pytest.raises(ValueError, match=r"\['x'\]"):
         step(state, {"x": jnp.zeros((12, 6)), "y": jnp.zeros((16, 3))}, jax.random.key(0))
+
+
+def _linear_loss(params, model_state, batch, rng, axis_name):
+    err = batch["x"] @ params["w"] - batch["y"]
+    return jnp.mean(err**2), (model_state, {})
+
+
+@pytest.mark.parametrize("builder", ["data_parallel_step", "pmap_step"])
+def test_a_donated_state_is_refused_and_replicate_copies(builder):
+    # Before: replicate aliased the caller's arrays, so the first step deleted them, and a
+    # second call with the donated state segfaulted on 2 CPU devices.
+    opt = optax.sgd(0.1)
+    mesh = parallel.make_mesh(2)
+    batch = {k: v for k, v in _batches(1, b=4)[0].items() if k in ("x", "y")}
+    if builder == "data_parallel_step":
+        mine = jax.device_put(jnp.ones((6, 3)), jax.sharding.NamedSharding(mesh, P()))
+        state = parallel.replicate(parallel.TrainState.create({"w": mine}, opt), mesh)
+        step = parallel.data_parallel_step(_linear_loss, opt, mesh)
+        batch = parallel.shard_batch(batch, mesh)
+    else:
+        devices = jax.local_devices()[:2]
+        mine = jnp.ones((6, 3))
+        state = parallel.replicate_for_pmap(parallel.TrainState.create({"w": mine}, opt), devices)
+        step = parallel.pmap_step(_linear_loss, opt, devices=devices)
+        batch = parallel.split_for_pmap(batch, 2)
+    first, _ = step(state, batch, jax.random.key(0))
+    assert not mine.is_deleted()
+    np.testing.assert_array_equal(np.asarray(mine), 1.0)
+    second, _ = step(first, batch, jax.random.key(0))  # donates `first`
+    with pytest.raises(ValueError, match=r"params\['w'\] was deleted.*donated"):
+        step(first, batch, jax.random.key(0))
+    step(second, batch, jax.random.key(0))  # the returned state works

@@ -12,6 +12,9 @@ Shared conventions (see ``docs/boxes.md``):
   empty boxes is 0 (torchvision: NaN), GIoU's penalty is 0 when the enclosing box has
   zero area, DIoU's when both centres coincide on a point.
 - NaN coordinates give NaN only in the rows/columns of the boxes that hold them.
+- Coordinates past 2^60 (float32 areas overflow from about 1.8e19) are scaled by one
+  power of two per call first, so values stay defined (``eps`` is then relative to the
+  scaled boxes).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ def _pairwise(
             f"{b1.shape} and {b2.shape}"
         )
     dtype = checks.compute_dtype(b1, b2)
-    a = terms.corners(b1.astype(dtype)[..., :, None, :], fmt)
-    b = terms.corners(b2.astype(dtype)[..., None, :, :], fmt)
+    b1c, b2c = b1.astype(dtype), b2.astype(dtype)
+    scale = terms.overflow_scale(b1c, b2c)  # 1 unless coordinates pass 2^60
+    a = terms.corners(b1c[..., :, None, :] * scale, fmt)
+    b = terms.corners(b2c[..., None, :, :] * scale, fmt)
     return formula(a, b, eps).astype(checks.output_dtype(b1, b2))
 
 

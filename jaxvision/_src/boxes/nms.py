@@ -19,6 +19,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -32,10 +33,19 @@ GPU_KERNEL = True
 
 
 def _check_threshold(iou_threshold: object) -> Array:
+    """The float32 threshold ``t32`` with ``iou > t32 <=> iou > t`` for float32 ``iou``.
+
+    torchvision compares its float32 IoU with a C++ double threshold; rounding ``t``
+    down to float32 (not to nearest) keeps that comparison exact in float32.
+    """
     if isinstance(iou_threshold, bool) or isinstance(iou_threshold, (str, bytes)):
         raise TypeError(f"`iou_threshold` must be a real scalar, got {iou_threshold!r}")
     if isinstance(iou_threshold, numbers.Real):
-        return jnp.float32(iou_threshold)
+        t = float(iou_threshold)
+        t32 = np.float32(t)
+        if float(t32) > t:
+            t32 = np.nextafter(t32, np.float32(-np.inf))
+        return jnp.float32(t32)
     t = jnp.asarray(iou_threshold)
     if t.ndim != 0 or not (
         jnp.issubdtype(t.dtype, jnp.floating) or jnp.issubdtype(t.dtype, jnp.integer)
@@ -43,7 +53,10 @@ def _check_threshold(iou_threshold: object) -> Array:
         raise TypeError(
             f"`iou_threshold` must be a real scalar, got shape {t.shape} dtype {t.dtype}"
         )
-    return t.astype(jnp.float32)
+    t32 = t.astype(jnp.float32)
+    if jnp.issubdtype(t.dtype, jnp.floating) and jnp.finfo(t.dtype).bits > 32:
+        t32 = jnp.where(t32.astype(t.dtype) > t, jnp.nextafter(t32, -jnp.inf), t32)
+    return t32
 
 
 def _check_max_output(max_output: object, n: int) -> int:
@@ -68,15 +81,19 @@ def _score_order(scores: Array) -> Array:
 def _overlaps(a: Array, b: Array, threshold: Array, la: Array | None, lb: Array | None) -> Array:
     """``IoU(a_i, b_j) > threshold`` for rows ``a: [P, 5]`` and ``b: [Q, 5]`` -> ``[P, Q]``.
 
-    A row is ``(x1, y1, x2, y2, area)``. ``I / U > t`` is evaluated without a division as
-    ``I * (1 + t) > t * (A_a + A_b)``, which is exact up to rounding and false for two
-    empty boxes; NaN coordinates compare false (never suppress, never suppressed). With
-    labels ``la: [P]``, ``lb: [Q]``, boxes of different labels never overlap.
+    A row is ``(x1, y1, x2, y2, area)``. The test is torchvision's CPU kernel's: the
+    float32 IoU ``I / (A_a + A_b - I)`` against the threshold (rounded down to float32 by
+    ``_check_threshold``, which makes the float32 comparison equal torchvision's against a
+    double), so ties at IoU == threshold resolve as in torchvision. Two empty boxes give
+    ``0 / 0``, and NaN coordinates NaN: both compare false (never suppress, never
+    suppressed). With labels ``la: [P]``, ``lb: [Q]``, boxes of different labels never
+    overlap.
     """
     a, b = a[:, None, :], b[None, :, :]
     iw = jnp.maximum(jnp.minimum(a[..., 2], b[..., 2]) - jnp.maximum(a[..., 0], b[..., 0]), 0)
     ih = jnp.maximum(jnp.minimum(a[..., 3], b[..., 3]) - jnp.maximum(a[..., 1], b[..., 1]), 0)
-    hit = iw * ih * (1 + threshold) > threshold * (a[..., 4] + b[..., 4])
+    inter = iw * ih
+    hit = inter / (a[..., 4] + b[..., 4] - inter) > threshold
     if la is not None and lb is not None:
         hit &= la[:, None] == lb[None, :]
     return hit
@@ -137,11 +154,12 @@ def _greedy(
         blk, blk_labels, alive = take(rows, start), take(labels, start), take(valid, start)
         alive &= ~suppress_by_kept(blk, blk_labels, kept, kept_labels, count)
         keep = resolve_block(alive, blk, blk_labels)
-        slot = jnp.where(keep, count + jnp.cumsum(keep) - 1, cap)
+        # int32 throughout: under x64, cumsum and arange would be int64.
+        slot = jnp.where(keep, count + jnp.cumsum(keep, dtype=jnp.int32) - 1, cap)
         kept = kept.at[slot].set(blk, mode="drop")
         if labels is not None:
             kept_labels = kept_labels.at[slot].set(blk_labels, mode="drop")
-        kept_pos = kept_pos.at[slot].set(start + jnp.arange(block), mode="drop")
+        kept_pos = kept_pos.at[slot].set(start + jnp.arange(block, dtype=jnp.int32), mode="drop")
         return i + 1, count + jnp.sum(keep, dtype=jnp.int32), kept, kept_labels, kept_pos
 
     state = (
@@ -204,7 +222,9 @@ def _nms_compiled(
 ) -> tuple[Array, Array]:
     # One compiled computation, so that eager calls do not dispatch op by op.
     order = _score_order(scores.astype(checks.compute_dtype(scores)))
-    c = terms.corners(boxes.astype(jnp.float32)[order], fmt)
+    sorted_boxes = boxes.astype(jnp.float32)[order]
+    # A power of two: exact, so IoUs equal torchvision's wherever its areas do not overflow.
+    c = terms.corners(sorted_boxes * terms.overflow_scale(sorted_boxes), fmt)
     rows = jnp.stack([c.x1, c.y1, c.x2, c.y2, c.area], axis=-1)
     sorted_labels = None if labels is None else labels[order]
 
@@ -238,7 +258,11 @@ def nms(
     """Greedy non-maximum suppression with a fixed-size result, usable under jit and vmap.
 
     Boxes are visited in decreasing score; a box is dropped when its IoU with an already
-    kept box is strictly greater than ``iou_threshold`` (as ``torchvision.ops.nms``).
+    kept box is strictly greater than ``iou_threshold`` (as ``torchvision.ops.nms``). The
+    IoU is computed in float32 as torchvision's CPU kernel does and compared with the
+    threshold as a double, so exact ties (integer boxes at IoU == 0.2, say) give
+    torchvision's indices. Coordinates too large for float32 areas (about 1.8e19) are
+    first scaled by a power of two, so their IoUs stay defined.
     Equal scores keep the lower index first; NaN scores rank below every number
     (including -inf). A box with NaN coordinates neither suppresses nor is suppressed.
     Two empty boxes have IoU 0. Reference: the greedy NMS of Felzenszwalb et al.,

@@ -49,6 +49,23 @@ def corners(boxes: Array, fmt: str) -> Corners:
     return Corners(*to_xyxy(boxes, fmt))
 
 
+def overflow_scale(*boxes: Array) -> Array:
+    """A power of two ``2^-k`` (``k >= 0``) that brings every finite coordinate below 2^60.
+
+    Products of coordinates overflow float32 from about 1.8e19; the IoU family is
+    scale-free, so multiplying the boxes by this factor (exact: a power of two) keeps
+    areas finite without changing any value computed below 2^60. It is 1 for ordinary
+    input and carries no gradient.
+    """
+    big = jnp.zeros((), jnp.float32)
+    for b in boxes:
+        finite = jnp.where(jnp.isfinite(b), jnp.abs(b), 0)
+        big = jnp.maximum(big, jnp.max(finite, initial=0).astype(jnp.float32))
+    _, exponent = jnp.frexp(jax.lax.stop_gradient(big))
+    k = jnp.maximum(exponent - 60, 0)
+    return jnp.ldexp(jnp.ones((), boxes[0].dtype), -k)
+
+
 def safe_div(num: Array, den: Array) -> Array:
     """``num / den``, and 0 where ``den == 0``, with finite gradients everywhere.
 
@@ -56,6 +73,18 @@ def safe_div(num: Array, den: Array) -> Array:
     """
     zero = den == 0
     return jnp.where(zero, 0, num / jnp.where(zero, 1, den))
+
+
+def ratio(num: Array, den: Array, eps: float) -> Array:
+    """``num / (den + eps)`` for ``0 <= num <= den``; 0 with gradient 0 where ``den == 0``.
+
+    Where ``den`` is exactly 0 (the union of two empty boxes, the enclosing box of two
+    coinciding zero-width boxes) ``num`` is 0 too and the ratio stays 0 whichever single
+    coordinate moves, so its gradient is 0; ``num / eps`` would give ``1 / eps`` (5e6 for
+    1e-7, infinite once cast to float16).
+    """
+    empty = den == 0
+    return jnp.where(empty, 0, safe_div(num, jnp.where(empty, 1, den) + eps))
 
 
 def safe_pow(x: Array, power: float) -> Array:
@@ -96,7 +125,7 @@ def centre_offset(a: Corners, b: Corners) -> tuple[Array, Array]:
 def iou(a: Corners, b: Corners, eps: float) -> Array:
     """``I / (U + eps)``; 0 where ``U + eps == 0`` (two empty boxes)."""
     inter, union = intersection_union(a, b)
-    return safe_div(inter, union + eps)
+    return ratio(inter, union, eps)
 
 
 def giou_penalty(a: Corners, b: Corners, eps: float) -> Array:
@@ -104,7 +133,7 @@ def giou_penalty(a: Corners, b: Corners, eps: float) -> Array:
     _, union = intersection_union(a, b)
     cw, ch = enclosing_wh(a, b)
     area_c = cw * ch
-    return safe_div(area_c - union, area_c + eps)
+    return ratio(area_c - union, area_c, eps)
 
 
 def diou_penalty(a: Corners, b: Corners, eps: float) -> Array:

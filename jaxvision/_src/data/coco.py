@@ -124,8 +124,15 @@ class CocoDetection:
                 f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
                 f"field 'file_name': no such file {path}"
             )
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except Exception as e:  # noqa: BLE001 - PIL raises OSError, struct.error, ...
+            raise CocoFormatError(
+                f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
+                f"field 'file_name': cannot decode {path} ({type(e).__name__}: {e}); "
+                "the file is truncated or not an image"
+            ) from e
         if image.shape[:2] != tuple(self.sizes[index]):
             raise CocoFormatError(
                 f"{self.annotation_file}: images[{index}] (id={self.image_ids[index]}): "
@@ -151,6 +158,48 @@ def _field(file: Path, where: str, record: Any, field: str, kinds: tuple[type, .
     return value
 
 
+def load_coco_json(file: Path) -> Any:
+    """Parses a JSON file (UTF-8, or UTF-16/32 with the JSON spec's detection)."""
+    try:
+        return json.loads(file.read_bytes())
+    except UnicodeDecodeError as e:
+        raise CocoFormatError(
+            f"{file}: not UTF-8 text (JSON files are UTF-8; re-save it so): {e}"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise CocoFormatError(f"{file}: not valid JSON: {e}") from None
+
+
+def fill_annotation_defaults(file: Path, annotations: list[Any]) -> None:
+    """The one rule for the fields pycocotools needs: ``iscrowd`` 0, ``area`` ``w * h``.
+
+    Fills them in place where missing (``area`` from ``bbox``, as ``export_coco`` writes
+    and as pycocotools' ``loadRes`` does for detections); a present ``area`` must be a
+    finite number ``>= 0``.
+    """
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            continue
+        ann.setdefault("iscrowd", 0)
+        where = f"annotations[{i}] (id={ann.get('id')})"
+        if "area" not in ann:
+            bbox = ann.get("bbox")
+            if isinstance(bbox, list) and len(bbox) == 4:
+                try:
+                    ann["area"] = float(bbox[2]) * float(bbox[3])
+                except (TypeError, ValueError):
+                    pass  # the bbox check names it
+            continue
+        area = ann["area"]
+        if (
+            isinstance(area, bool)
+            or not isinstance(area, int | float)
+            or not math.isfinite(area)
+            or area < 0
+        ):
+            raise _fail(file, where, "area", f"expected a finite number >= 0, got {area!r}")
+
+
 @export("data.read_coco_detection")
 def read_coco_detection(
     annotation_file: str | Path, image_dir: str | Path, *, check_images: bool = True
@@ -159,7 +208,10 @@ def read_coco_detection(
 
     Every image, annotation and category record is checked: required fields and their
     types, unique ids, references to known images and categories, finite positive box
-    sizes inside the image (within one pixel, then clipped). Crowd annotations
+    sizes inside the image (within one pixel, then clipped; a box left with no area by the
+    clipping is an error, never an inverted box). Missing ``iscrowd`` is filled with 0 and
+    missing ``area`` with the box's ``w * h``, in ``coco`` too, so that ``coco_evaluate``
+    finds every field pycocotools needs. Crowd annotations
     (``iscrowd = 1``) stay in ``coco`` for evaluation but are not training targets, as in
     DETR. Images without annotations are kept (they teach "no object").
 
@@ -177,10 +229,7 @@ def read_coco_detection(
     """
     file = Path(annotation_file)
     image_dir = Path(image_dir)
-    try:
-        coco = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise CocoFormatError(f"{file}: not valid JSON: {e}") from None
+    coco = load_coco_json(file)
     if not isinstance(coco, dict):
         raise CocoFormatError(f"{file}: top level: expected an object, got {type(coco).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -219,6 +268,7 @@ def read_coco_detection(
         file_names.append(name)
         sizes.append((height, width))
 
+    fill_annotation_defaults(file, coco["annotations"])
     boxes: list[list[list[float]]] = [[] for _ in file_names]
     labels: list[list[int]] = [[] for _ in file_names]
     seen: set[int] = set()
@@ -254,9 +304,15 @@ def read_coco_detection(
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
             raise _fail(file, where, "iscrowd", f"expected 0 or 1, got {crowd!r}")
+        x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
+        y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
+        if x1 <= x0 or y1 <= y0:
+            raise _fail(
+                file, where, "bbox", f"{bbox} has no area inside its image of {width}x{height}"
+            )
         if crowd:
             continue
-        boxes[k].append([max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)])
+        boxes[k].append([x0, y0, x1, y1])
         labels[k].append(categories[cid])
 
     return CocoDetection(

@@ -5,12 +5,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxvision._src.data.coco import CocoDetection
+from jaxvision._src.data.coco import (
+    CocoDetection,
+    CocoFormatError,
+    fill_annotation_defaults,
+    load_coco_json,
+)
 from jaxvision._src.export import export
 
 COCO_METRIC_NAMES: tuple[str, ...] = (
@@ -47,7 +53,8 @@ def detections_to_coco(
       image_ids: ``[B]`` COCO image ids.
       boxes: ``[B, Q, 4]`` ``xyxy`` in pixels (``models.detr_postprocess`` gives them).
       scores: ``[B, Q]`` confidence of each prediction.
-      labels: ``[B, Q]`` contiguous class indices ``0..C-1``.
+      labels: ``[B, Q]`` contiguous class indices ``0..C-1``; a negative label (``-1``,
+        padding) marks no object and is left out, never mapped to a category.
       category_ids: ``[C]`` COCO category id of each contiguous label.
       sizes: optional ``[B, 2]`` ``(height, width)``; boxes are clipped to the image.
       valid: optional ``[B]`` bool; False rows (batch padding) are left out.
@@ -55,6 +62,11 @@ def detections_to_coco(
 
     Returns:
       A list of ``{"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}``.
+      Predictions with a non-finite box coordinate or score (NaN ranks last, below every
+      threshold) or a negative label are left out; a ``RuntimeWarning`` gives their count.
+
+    Raises:
+      ValueError: shapes disagree, or a label is ``>= C``.
     """
     boxes = np.asarray(boxes, np.float64)
     scores = np.asarray(scores, np.float64)
@@ -66,7 +78,12 @@ def detections_to_coco(
         raise ValueError(
             f"scores {scores.shape} and labels {labels.shape} must be {boxes.shape[:2]}"
         )
+    if labels.size and labels.max() >= len(category_ids):
+        raise ValueError(
+            f"labels must be < {len(category_ids)} (the number of category_ids), got {labels.max()}"
+        )
     valid = np.ones(boxes.shape[0], bool) if valid is None else np.asarray(valid, bool)
+    keep = np.isfinite(boxes).all(-1) & np.isfinite(scores) & (labels >= 0)
     x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
     if sizes is not None:
         sizes = np.asarray(sizes, np.float64)
@@ -74,8 +91,16 @@ def detections_to_coco(
         x0, x1 = np.clip(x0, 0, w), np.clip(x1, 0, w)
         y0, y1 = np.clip(y0, 0, h), np.clip(y1, 0, h)
     records = []
+    dropped = int((~keep[valid]).sum())
+    if dropped:
+        warnings.warn(
+            f"detections_to_coco: left out {dropped} of {keep[valid].size} predictions "
+            "with a non-finite box or score or a negative label",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     for b in np.flatnonzero(valid):
-        for q in np.flatnonzero(scores[b] > score_threshold):
+        for q in np.flatnonzero(keep[b] & (scores[b] > score_threshold)):
             records.append(
                 {
                     "image_id": int(image_ids[b]),
@@ -102,7 +127,8 @@ def coco_evaluate(
     """COCO box AP / AR of ``detections`` against ``ground_truth``, by pycocotools.
 
     Args:
-      ground_truth: a :class:`CocoDetection`, a parsed COCO annotation dict, or its path.
+      ground_truth: a :class:`CocoDetection`, a parsed COCO annotation dict, or its path;
+        missing ``iscrowd`` / ``area`` are filled by the reader's rule (0, ``w * h``).
       detections: COCO result records (see :func:`detections_to_coco`).
       image_ids: evaluate only these images (default: every image of the ground truth).
 
@@ -120,12 +146,16 @@ def coco_evaluate(
     elif isinstance(ground_truth, dict):
         gt_dict = ground_truth
     else:
-        import json
-
-        gt_dict = json.loads(Path(ground_truth).read_text())
+        gt_dict = load_coco_json(Path(ground_truth))
     if not detections:
         return dict.fromkeys(COCO_METRIC_NAMES, 0.0)
     gt_dict = copy.copy(gt_dict)
+    if not isinstance(gt_dict.get("annotations"), list):
+        raise CocoFormatError("ground_truth: top level: field 'annotations': missing or not a list")
+    # The reader's rule for the fields pycocotools needs, on copies of the records.
+    gt_dict["annotations"] = [dict(a) if isinstance(a, dict) else a for a in gt_dict["annotations"]]
+    name = ground_truth if isinstance(ground_truth, str | Path) else "ground_truth"
+    fill_annotation_defaults(Path(name), gt_dict["annotations"])
     gt_dict.setdefault("info", {})
     gt_dict.setdefault("licenses", [])
     with contextlib.redirect_stdout(io.StringIO()):

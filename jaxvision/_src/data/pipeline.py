@@ -114,7 +114,8 @@ class Loader:
         augmentation; a module-level function when ``worker_count > 0``.
       seed: fixes the order of every epoch and every random augmentation.
       shuffle: draw a new permutation of the source each epoch; else source order.
-      num_epochs: epochs in the stream; ``None`` for an endless stream.
+      num_epochs: epochs in the stream; ``None`` for an endless stream. A stream shorter
+        than one global batch raises ``ValueError``.
       mesh: put batches onto this mesh; ``None`` yields NumPy batches in one process.
       axis_name: the mesh axis the batch is split over.
       worker_count: grain worker processes computing batches; 0 computes them here.
@@ -168,6 +169,11 @@ class Loader:
             if num_epochs is None
             else num_epochs * len(source) // global_batch_size
         )
+        if self.num_batches == 0:
+            raise ValueError(
+                f"the stream holds no batch: {num_epochs} epoch(s) of {len(source)} records "
+                f"are fewer than global_batch_size={global_batch_size}"
+            )
         local = rows.stop - rows.start
         self._batches = (
             grain.MapDataset.range(self.num_batches * local)
@@ -213,14 +219,27 @@ class Loader:
 
     def get_state(self) -> dict:
         """The position, JSON-compatible and the same on every process."""
-        return {"batches": self._position, "seed": self.seed}
+        return {
+            "batches": self._position,
+            "seed": self.seed,
+            "global_batch_size": self.global_batch_size,
+        }
 
     def set_state(self, state: dict) -> None:
-        """Continues after ``state["batches"]`` global batches (from :meth:`get_state`)."""
+        """Continues after ``state["batches"]`` global batches (from :meth:`get_state`).
+
+        Raises ``ValueError`` for a state saved with another seed or global batch size.
+        """
         if not isinstance(state, dict) or "batches" not in state:
             raise ValueError(f"state must be a dict from Loader.get_state(), got {state!r}")
         if state.get("seed", self.seed) != self.seed:
             raise ValueError(f"state was saved with seed {state['seed']}, loader has {self.seed}")
+        saved = state.get("global_batch_size", self.global_batch_size)
+        if saved != self.global_batch_size:
+            raise ValueError(
+                f"state was saved with global_batch_size {saved}, loader has "
+                f"{self.global_batch_size}: its position counts batches of another size"
+            )
         if not 0 <= state["batches"] <= self.num_batches:
             raise ValueError(f"state position {state['batches']} is outside the stream")
         self.close()

@@ -34,6 +34,30 @@ def check_costs_and_mask(costs: jax.Array, target_mask: jax.Array, name: str) ->
         )
 
 
+def fit_range(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
+    """Scales each problem by a power of two ``2^-k`` (``k >= 0``) into a safe range.
+
+    The stand-in for non-finite entries (:func:`replacement_cost`) grows like
+    ``(4 K + 3) max|cost|`` for ``K = n_pairs``; for it to stay below its cap and sums of
+    ``K + 1`` of them to stay finite, ``max|cost|`` must stay below
+    ``finfo.max / (16 (2 K + 3) (K + 1))`` (about 1e33 in float32 for ``K = 100``). Larger
+    problems are scaled down: the optimal assignment is unchanged by a positive factor,
+    and a power of two is exact, so ordinary costs (factor 1) are untouched.
+
+    Args:
+      cost: ``[B, M, N]`` float costs, rows last (see :func:`finite_costs`).
+      row_active: ``[B, N]`` bool; only active rows' finite entries set the scale.
+      n_pairs: an upper bound on the number of pairs an assignment holds.
+    """
+    considered = jnp.isfinite(cost) & row_active[:, None, :]
+    largest = jnp.max(jnp.where(considered, jnp.abs(cost), 0), axis=(1, 2))
+    limit = np.finfo(cost.dtype).max / (16 * (2 * n_pairs + 3) * (n_pairs + 1))
+    _, e_largest = jnp.frexp(largest)
+    _, e_limit = np.frexp(limit)
+    k = jnp.maximum(e_largest - int(e_limit) + 1, 0)
+    return cost * jnp.ldexp(jnp.ones((), cost.dtype), -k)[:, None, None]
+
+
 def finite_costs(cost: jax.Array, row_active: jax.Array, n_pairs: int) -> jax.Array:
     """Replaces NaN and +-inf entries by a large finite cost, per problem.
 

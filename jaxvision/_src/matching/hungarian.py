@@ -10,7 +10,12 @@ import jax.numpy as jnp
 
 from jaxvision._src.export import export
 from jaxvision._src.matching.augmenting_path import solve_rows
-from jaxvision._src.matching.costs import check_costs_and_mask, finite_costs, working_dtype
+from jaxvision._src.matching.costs import (
+    check_costs_and_mask,
+    finite_costs,
+    fit_range,
+    working_dtype,
+)
 
 
 @export("matching.linear_sum_assignment")
@@ -54,7 +59,7 @@ def linear_sum_assignment(cost: jax.Array, maximize: bool = False) -> tuple[jax.
     if not transposed:
         c = jnp.swapaxes(c, 1, 2)  # the solver's layout: [B, columns, rows]
     rows = jnp.ones((c.shape[0], c.shape[2]), bool)
-    col4row, _ = solve_rows(c, rows, n_pairs=k)
+    col4row, _ = solve_rows(fit_range(c, rows, k), rows, n_pairs=k)
     if transposed:
         order = jnp.argsort(col4row, axis=1).astype(jnp.int32)
         row_ind = jnp.take_along_axis(col4row, order, axis=1)
@@ -79,7 +84,8 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
         entries of padded targets are ignored). NaN, +inf and -inf are treated as a large
         finite cost: ``hi + 2 * (K * (hi - lo) + |hi| + 1)`` with ``hi``/``lo`` the largest and
         smallest finite real-target entries of that image and ``K = min(Q, T)``, so a
-        matching that avoids them is always preferred when one exists.
+        matching that avoids them is always preferred when one exists (costs too large
+        for that, past about 1e33 in float32, are first scaled by a power of two).
       target_mask: ``[B, T]`` bool, True for real targets (padding is False).
 
     Returns:
@@ -107,6 +113,7 @@ def hungarian_match(costs: jax.Array, target_mask: jax.Array) -> tuple[jax.Array
         return none_t, none_q
     # Targets are the rows to assign, queries the columns: [B, Q, T] is the solver's layout.
     c = jax.lax.stop_gradient(costs).astype(dtype)
+    c = fit_range(c, mask, min(q, t))  # 1 unless costs pass ~1e33: see fit_range
     if t <= q:
         col4row, row4col = solve_rows(c, mask, n_pairs=t)
         query_of_target = jnp.where(mask, col4row, -1)

@@ -52,6 +52,15 @@ def check_ignore_index(ignore_index: int | None) -> int | None:
 
 
 def _check_labels(name: str, labels: jax.Array) -> jax.Array:
+    if not isinstance(labels, jax.Array) and not jax.config.jax_enable_x64:
+        host = np.asarray(labels)
+        if host.dtype.kind in "iu" and host.dtype.itemsize == 8:
+            # jnp.asarray would wrap 2**32 + 1 to 1; any label outside int32 is outside
+            # [0, C) as well, so it becomes -1 (dropped as a target, a miss as a prediction).
+            inside = host <= np.iinfo(np.int32).max
+            if host.dtype.kind == "i":
+                inside &= host >= np.iinfo(np.int32).min
+            labels = np.where(inside, host, -1).astype(np.int32)
     labels = jnp.asarray(labels)
     if labels.dtype == jnp.bool_:
         return labels.astype(jnp.int32)
@@ -69,10 +78,16 @@ def _bin_indices(
     t = target.astype(jnp.int32)
     p = pred.astype(jnp.int32)
     # uint32 labels of 2^31 or more wrap to negative int32 values: still out of range.
+    # 64-bit labels (under x64) could wrap into [0, C): test their range in their dtype.
     keep = (t >= 0) & (t < c)
+    p_in = (p >= 0) & (p < c)
+    if target.dtype.itemsize == 8:
+        keep &= (target >= 0) & (target < c)
+    if pred.dtype.itemsize == 8:
+        p_in &= (pred >= 0) & (pred < c)
     if ignore_index is not None:
         keep &= t != ignore_index
-    p = jnp.where((p >= 0) & (p < c), p, c)
+    p = jnp.where(p_in, p, c)
     return jnp.where(keep, t * (c + 1) + p, c * (c + 1))
 
 
@@ -151,6 +166,14 @@ def _confusion(
     return counts.reshape(c, c + 1)
 
 
+def _nan_last_argmax(logits: jax.Array, axis: int) -> jax.Array:
+    """``argmax`` with NaN ranked last; ``C`` (no class) where every logit is NaN."""
+    nan = jnp.isnan(logits)
+    best = jnp.max(jnp.where(nan, -jnp.inf, logits), axis=axis, keepdims=True)
+    pred = jnp.argmax((logits == best) & ~nan, axis=axis).astype(jnp.int32)
+    return jnp.where(jnp.all(nan, axis=axis), logits.shape[axis], pred)
+
+
 @export("metrics.confusion_matrix_from_logits")
 def confusion_matrix_from_logits(
     target: jax.Array,
@@ -166,7 +189,9 @@ def confusion_matrix_from_logits(
       target: ``[...]`` integer labels (the logits' shape without the class axis).
       logits: scores with a class axis of size ``C`` at ``axis``: ``[N, H, W, C]``
         with the default ``axis=-1`` (JAX layout), ``[N, C, H, W]`` with ``axis=1``
-        (PyTorch layout). Ties go to the lowest class, as ``jnp.argmax``.
+        (PyTorch layout). Ties go to the lowest class, as ``jnp.argmax``. A NaN logit
+        ranks last (below ``-inf``), so it never wins; a pixel whose logits are all NaN
+        is predicted as no class (counted in column ``C``, a miss).
       axis: the class axis of ``logits``.
       ignore_index: as in :func:`confusion_matrix`.
       per_image: as in :func:`confusion_matrix`.
@@ -182,7 +207,7 @@ def confusion_matrix_from_logits(
     if not jnp.issubdtype(logits.dtype, jnp.floating):
         raise TypeError(f"logits must be floating point, got dtype {logits.dtype}")
     num_classes = logits.shape[axis]
-    pred = jnp.argmax(logits, axis=axis).astype(jnp.int32)
+    pred = _nan_last_argmax(logits, axis)
     return confusion_matrix(
         target, pred, num_classes, ignore_index=ignore_index, per_image=per_image
     )

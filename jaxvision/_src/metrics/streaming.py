@@ -31,6 +31,45 @@ def _normalize(low: jax.Array, high: jax.Array) -> tuple[jax.Array, jax.Array]:
     return low & _MASK, high + (low >> _BITS)
 
 
+def _add_words(
+    a: tuple[jax.Array, jax.Array], b: tuple[jax.Array, jax.Array]
+) -> tuple[jax.Array, jax.Array]:
+    return _normalize(a[0] + b[0], a[1] + b[1])
+
+
+def _words(cm: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Device counts ``[C, C + 1]`` or ``[N, C, C + 1]`` -> summed int32 ``(low, high)``.
+
+    The split happens in ``cm``'s own dtype (no int64 -> int32 wrap); the sum over ``N``
+    carries after every addition, so any number of matrices stays exact.
+    """
+    low = (cm & _MASK).astype(jnp.int32)
+    high = (cm >> _BITS).astype(jnp.int32)
+    if cm.ndim == 2:
+        return low, high
+    zero = jnp.zeros((), jnp.int32)
+    return jax.lax.reduce((low, high), (zero, zero), _add_words, (0,))
+
+
+_MAX_TOTAL = 1 << 47
+
+
+def _host_words(cm: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """Host counts -> summed int32 ``(low, high)``, checked: exact or an error."""
+    if cm.dtype.kind == "i" and cm.size and cm.min() < 0:
+        raise ValueError(f"cm holds negative counts (min {cm.min()})")
+    if cm.size and int(cm.max()) >= _MAX_TOTAL:
+        raise OverflowError(
+            f"cm holds a count of {int(cm.max())}: ConfusionState holds less than 2**47 per cell"
+        )
+    cm = cm.astype(np.int64)
+    low = (cm & _MASK).reshape(-1, *cm.shape[-2:]).sum(0)
+    high = (cm >> _BITS).reshape(-1, *cm.shape[-2:]).sum(0) + (low >> _BITS)
+    if high.size and int(high.max()) >= 1 << 31:
+        raise OverflowError("the counts of cm sum to 2**47 or more in a cell, the most it holds")
+    return jnp.asarray(low & _MASK, jnp.int32), jnp.asarray(high, jnp.int32)
+
+
 @export("metrics.ConfusionState")
 @flax.struct.dataclass
 class ConfusionState:
@@ -88,23 +127,29 @@ class ConfusionState:
         return self.add_matrix(cm)
 
     def add_matrix(self, cm: jax.Array) -> ConfusionState:
-        """Adds an int32 ``[C, C + 1]`` (or ``[N, C, C + 1]``) matrix of non-negative counts.
+        """Adds an integer ``[C, C + 1]`` (or ``[N, C, C + 1]``) matrix of non-negative counts.
+
+        Exact for every integer dtype and any ``N`` while each total stays below ``2**47``.
+        Host arrays (NumPy, or concrete JAX arrays of 64-bit or ``uint32`` counts) are
+        checked: a negative count raises ``ValueError``, a total of ``2**47`` or more
+        ``OverflowError``. Inside ``jit`` the counts cannot be checked; 64-bit counts are
+        split into the two words in their own dtype, so nothing wraps below ``2**47``.
 
         Args:
           cm: counts as returned by ``confusion_matrix``, e.g. computed per image.
         """
-        cm = jnp.asarray(cm)
         c = self.num_classes
-        if cm.shape[-2:] != (c, c + 1) or cm.ndim > 3:
+        host = not isinstance(cm, jax.Array)
+        cm = np.asarray(cm) if host else cm
+        if cm.shape[-2:] != (c, c + 1) or cm.ndim not in (2, 3):
             raise ValueError(f"cm must be [C, C + 1] or [N, C, C + 1] with C={c}, got {cm.shape}")
-        if not jnp.issubdtype(cm.dtype, jnp.integer):
+        if cm.dtype == np.bool_ or not np.issubdtype(cm.dtype, np.integer):
             raise TypeError(f"cm must hold integer counts, got dtype {cm.dtype}")
-        cm = cm.astype(jnp.int32)
-        if cm.ndim == 3:
-            low = (cm & _MASK).sum(0)
-            high = (cm >> _BITS).sum(0)
+        wide = np.dtype(cm.dtype).itemsize == 8 or cm.dtype == np.uint32
+        if host or (wide and not isinstance(cm, jax.core.Tracer)):
+            low, high = _host_words(np.asarray(cm))
         else:
-            low, high = cm & _MASK, cm >> _BITS
+            low, high = _words(cm)
         low, high = _normalize(self.low + low, self.high + high)
         return self.replace(low=low, high=high)
 

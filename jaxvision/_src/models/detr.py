@@ -104,6 +104,11 @@ class DETR(nnx.Module):
     at construction); the frozen BatchNorm statistics never change, so the model has no
     other train/eval difference.
 
+    Padded pixels (``pixel_mask`` False) are set to 0 before the backbone, so the images
+    are zero-padded after normalisation, as official DETR and HF pad; the output then
+    depends on the real pixels, the mask and the padded canvas size (see ``docs/detr.md``),
+    never on what the padded pixels held.
+
     Returns a dict: ``"logits"`` ``[B, Q, C + 1]`` (no-object last), ``"boxes"``
     ``[B, Q, 4]`` (cx, cy, w, h in [0, 1]), both float32, and, when ``config.aux_loss``,
     ``"aux"``: a tuple of ``{"logits", "boxes"}`` for decoder layers ``0..L-2``.
@@ -192,9 +197,13 @@ class DETR(nnx.Module):
         c = self.config
         det = not train
         dt = c.dtype or jnp.float32
-        features = self.backbone(images.astype(dt))
+        # Padding is 0 after normalisation, as official DETR and HF pad: whatever the
+        # padded pixels hold (a uint8 0 normalised to about -2.1, say), the output is that
+        # of the zero-padded image.
+        real = pixel_mask != 0
+        features = self.backbone(jnp.where(real[..., None], images, 0).astype(dt))
         b, h, w, _ = features.shape
-        mask = downsample_pixel_mask(pixel_mask != 0, (h, w))
+        mask = downsample_pixel_mask(real, (h, w))
         pos = self.position_encoding(mask, dtype=dt).reshape(b, h * w, c.d_model)
         src = self.input_proj(features).reshape(b, h * w, c.d_model)
         mask = mask.reshape(b, h * w)

@@ -6,6 +6,11 @@ column, take the max as score and label, convert ``cxcywh`` to ``xyxy`` and scal
 image size. HF then drops low scores, giving each image its own length; here every output
 keeps a static shape, and selection is a sort (``detr_top_k``) or a mask
 (``detr_score_threshold``).
+
+NaN rule (the same as ``boxes.nms`` and ``data.detections_to_coco``): a query with a NaN
+logit gets score NaN and label ``-1`` (no class); NaN scores rank below every number,
+``-inf`` included, in ``detr_top_k``; they never pass ``detr_score_threshold``; and
+``detections_to_coco`` leaves them out.
 """
 
 from __future__ import annotations
@@ -34,12 +39,22 @@ def _check_detections(detections: Any) -> tuple[int, int]:
     return scores.shape[0], scores.shape[1]
 
 
+def _nan_last_order(scores: jax.Array) -> jax.Array:
+    """``[B, Q]`` -> query indices by decreasing score; ties by index, NaN last."""
+    scores = jnp.asarray(scores)
+    nan = jnp.isnan(scores)
+    key = jnp.where(nan, 0, -scores) + 0.0  # + 0.0: -0.0 and 0.0 compare equal
+    index = jnp.broadcast_to(jnp.arange(scores.shape[1], dtype=jnp.int32), scores.shape)
+    return jax.lax.sort((nan.astype(jnp.int32), key, index), num_keys=3)[2]
+
+
 @export("models.detr_top_k")
 def detr_top_k(detections: Mapping[str, jax.Array], k: int) -> Detections:
     """Keeps the ``k`` highest-scoring detections of every image, best first.
 
-    Ties keep the lower query index first (``lax.top_k``). Every array in ``detections``
-    whose leading dimensions are ``[B, Q]`` is gathered (e.g. a ``valid`` mask).
+    Ties keep the lower query index first; NaN scores rank last (below ``-inf``), as in
+    ``boxes.nms``. Every array in ``detections`` whose leading dimensions are ``[B, Q]``
+    is gathered (e.g. a ``valid`` mask).
 
     Args:
       detections: ``{"scores": [B, Q], "labels": [B, Q], "boxes": [B, Q, 4], ...}``.
@@ -51,7 +66,7 @@ def detr_top_k(detections: Mapping[str, jax.Array], k: int) -> Detections:
     batch, queries = _check_detections(detections)
     if not isinstance(k, int) or not 1 <= k <= queries:
         raise ValueError(f"k must be an int in [1, {queries}], got {k!r}")
-    _, index = jax.lax.top_k(detections["scores"], k)  # [B, k]
+    index = _nan_last_order(detections["scores"])[:, :k]  # [B, k]
     out = {}
     for key, value in detections.items():
         if value.shape[:2] != (batch, queries):
@@ -108,7 +123,8 @@ def detr_postprocess(
 
     Returns:
       ``{"scores": [B, Q] float32, "labels": [B, Q] int32, "boxes": [B, Q, 4] xyxy}``, with
-      ``Q`` replaced by ``top_k`` when given.
+      ``Q`` replaced by ``top_k`` when given. A query with a NaN logit has score NaN and
+      label ``-1`` (see the module's NaN rule).
     """
     if not isinstance(outputs, Mapping) or "logits" not in outputs or "boxes" not in outputs:
         raise TypeError("outputs must be a mapping with keys 'logits' and 'boxes'")
@@ -120,8 +136,8 @@ def detr_postprocess(
             f"outputs['boxes'] must be [B, Q, 4] = {(*logits.shape[:2], 4)}, got {boxes.shape}"
         )
     prob = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., :-1]
-    scores = prob.max(-1)
-    labels = prob.argmax(-1).astype(jnp.int32)
+    scores = prob.max(-1)  # NaN where any logit of the query is NaN
+    labels = jnp.where(jnp.isnan(scores), -1, prob.argmax(-1)).astype(jnp.int32)
     xyxy = _boxes.box_convert(boxes.astype(jnp.float32), "cxcywh", "xyxy")
     if image_sizes is not None:
         image_sizes = jnp.asarray(image_sizes)

@@ -121,7 +121,8 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh, *, axis_name: str = 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Copies a pytree (params, optimizer state, ...) onto every device of the mesh.
 
-    Every process must pass the same values (e.g. built from the same seed).
+    Every process must pass the same values (e.g. built from the same seed). The result
+    never shares buffers with ``tree``, so a step that donates it leaves ``tree`` intact.
 
     Args:
       tree: a pytree of arrays.
@@ -134,7 +135,9 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
     def put(x: Any) -> Any:
         if jax.process_count() == 1 or not isinstance(x, jax.Array):
-            return jax.device_put(x, sharding)
+            # A copy even where x is already placed so: the step donates its input state,
+            # which would otherwise delete the caller's own arrays.
+            return jax.device_put(x, sharding, may_alias=False)
         return jax.device_put(np.asarray(x), sharding)
 
     return jax.tree.map(put, tree)

@@ -93,6 +93,32 @@ def _local_step(
     return new_state, metrics
 
 
+class _DonationChecked:
+    """A compiled step that refuses a state whose buffers an earlier call donated.
+
+    Calling XLA with deleted buffers is an error at best and a crash at worst (a segfault
+    on several CPU devices); a re-run notebook cell does exactly that. Other attributes
+    (``lower``, ``trace``, ...) are those of the compiled function.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def __call__(self, state: Any, batch: Any, rng: jax.Array) -> tuple[TrainState, dict]:
+        for path, x in jax.tree_util.tree_leaves_with_path(state):
+            if isinstance(x, jax.Array) and x.is_deleted():
+                raise ValueError(
+                    f"state leaf {jax.tree_util.keystr(path)} was deleted: this state was "
+                    "donated to an earlier call of the step (donate=True), which reused its "
+                    "buffers. Pass the state that call returned (state, metrics = step(state, "
+                    "...)), or build the step with donate=False to keep inputs alive."
+                )
+        return self._fn(state, batch, rng)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)
+
+
 def _check(loss_fn: Any, optimizer: Any, axis_name: Any) -> None:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn)}")
@@ -133,7 +159,8 @@ def data_parallel_step(
       mesh: a mesh from :func:`make_mesh` with an axis ``axis_name``.
       axis_name: the data axis; passed to ``loss_fn`` for its own collectives.
       donate: donate the input state's buffers to the output state (XLA reuses them);
-        the state passed in must not be used after the call.
+        the state passed in must not be used after the call: passing it again raises a
+        ``ValueError`` that says it was donated.
 
     Returns:
       ``step(state: TrainState, batch, rng) -> (state, metrics)``, jitted. ``batch``
@@ -181,7 +208,7 @@ def data_parallel_step(
         batch = jax.tree.map(lambda x: jax.reshard(x, sharded), batch)
         return mapped(state, batch, jax.reshard(rng, replicated))
 
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+    return _DonationChecked(jax.jit(step, donate_argnums=(0,) if donate else ()))
 
 
 @export("parallel.pmap_step")
@@ -204,7 +231,8 @@ def pmap_step(
       loss_fn: as for :func:`data_parallel_step`.
       optimizer: an optax ``GradientTransformation``.
       axis_name: the pmap axis name.
-      donate: donate the input state's buffers.
+      donate: donate the input state's buffers (passing that state again raises
+        ``ValueError``).
       devices: the devices to map over; ``None``: all local devices.
 
     Returns:
@@ -216,13 +244,14 @@ def pmap_step(
     def local(state: TrainState, batch: Any, rng: jax.Array) -> tuple[TrainState, dict]:
         return _local_step(loss_fn, optimizer, axis_name, state, batch, rng)
 
-    return jax.pmap(
+    mapped = jax.pmap(
         local,
         axis_name=axis_name,
         in_axes=(0, 0, None),
         devices=devices,
         donate_argnums=(0,) if donate else (),
     )
+    return _DonationChecked(mapped)
 
 
 @export("parallel.replicate_for_pmap")
