@@ -2,6 +2,11 @@
 # Do not edit: tag the definition with @export instead.
 """jaxvision.boxes: Box formats, areas, the pairwise IoU family and jit-compatible NMS."""
 
+from jaxvision._src.boxes.anchor_assign import AnchorAssignment as AnchorAssignment
+from jaxvision._src.boxes.anchor_assign import assign_anchors as assign_anchors
+from jaxvision._src.boxes.anchors import grid_anchors as grid_anchors
+from jaxvision._src.boxes.box_coder import decode_boxes as decode_boxes
+from jaxvision._src.boxes.box_coder import encode_boxes as encode_boxes
 from jaxvision._src.boxes.formats import box_area as box_area
 from jaxvision._src.boxes.formats import box_convert as box_convert
 from jaxvision._src.boxes.iou import box_ciou as box_ciou
@@ -13,6 +18,8 @@ from jaxvision._src.boxes.nms import batched_nms as batched_nms
 from jaxvision._src.boxes.nms import nms as nms
 
 __all__ = [
+    "AnchorAssignment",
+    "assign_anchors",
     "batched_nms",
     "box_area",
     "box_ciou",
@@ -20,6 +27,9 @@ __all__ = [
     "box_diou",
     "box_giou",
     "box_iou",
+    "decode_boxes",
+    "encode_boxes",
+    "grid_anchors",
     "masks_to_boxes",
     "nms",
 ]

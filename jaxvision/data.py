@@ -13,6 +13,8 @@ from jaxvision._src.data.coco_keypoints_eval import keypoints_to_coco as keypoin
 from jaxvision._src.data.datasets import CocoDetection as CocoDetection
 from jaxvision._src.data.datasets import CocoFormatError as CocoFormatError
 from jaxvision._src.data.datasets import DetectionDataset as DetectionDataset
+from jaxvision._src.data.face_scenes import FaceScenes as FaceScenes
+from jaxvision._src.data.face_scenes import generate_face_scenes as generate_face_scenes
 from jaxvision._src.data.faces import FaceIdentities as FaceIdentities
 from jaxvision._src.data.faces import FaceImages as FaceImages
 from jaxvision._src.data.faces import face_pairs as face_pairs
@@ -30,13 +32,18 @@ from jaxvision._src.data.lfw import LFWPairs as LFWPairs
 from jaxvision._src.data.lfw import read_lfw_pairs as read_lfw_pairs
 from jaxvision._src.data.pipeline import Loader as Loader
 from jaxvision._src.data.shapes import shapes_dataset as shapes_dataset
+from jaxvision._src.data.wider_face import FaceAnnotation as FaceAnnotation
+from jaxvision._src.data.wider_face import pad_faces as pad_faces
+from jaxvision._src.data.wider_face import read_wider_face as read_wider_face
 
 __all__ = [
     "CocoDetection",
     "CocoFormatError",
     "DetectionDataset",
+    "FaceAnnotation",
     "FaceIdentities",
     "FaceImages",
+    "FaceScenes",
     "KeypointDataset",
     "LFWPairs",
     "Loader",
@@ -49,13 +56,16 @@ __all__ = [
     "export_coco",
     "export_coco_keypoints",
     "face_pairs",
+    "generate_face_scenes",
     "generate_faces",
     "keypoints_dataset",
     "keypoints_to_coco",
     "keypoints_to_coco_dict",
+    "pad_faces",
     "read_coco_detection",
     "read_coco_keypoints",
     "read_lfw_pairs",
+    "read_wider_face",
     "sample_identities",
     "shapes_dataset",
     "topdown_batches",

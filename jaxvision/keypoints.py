@@ -14,6 +14,8 @@ from jaxvision._src.keypoints.crop import keypoints_to_crop as keypoints_to_crop
 from jaxvision._src.keypoints.flip import flip_heatmaps as flip_heatmaps
 from jaxvision._src.keypoints.flip import flip_keypoints as flip_keypoints
 from jaxvision._src.keypoints.heatmaps import gaussian_heatmaps as gaussian_heatmaps
+from jaxvision._src.keypoints.landmark_coder import decode_landmarks as decode_landmarks
+from jaxvision._src.keypoints.landmark_coder import encode_landmarks as encode_landmarks
 from jaxvision._src.keypoints.simcc import simcc_decode as simcc_decode
 from jaxvision._src.keypoints.simcc import simcc_encode as simcc_encode
 from jaxvision._src.keypoints.soft_argmax import soft_argmax as soft_argmax
@@ -25,6 +27,8 @@ __all__ = [
     "COCO_SKELETON",
     "crop_images",
     "crop_matrix",
+    "decode_landmarks",
+    "encode_landmarks",
     "flip_heatmaps",
     "flip_keypoints",
     "gaussian_heatmaps",

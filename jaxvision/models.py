@@ -22,6 +22,14 @@ from jaxvision._src.models.detr_presets import detr_trainable_mask as detr_train
 from jaxvision._src.models.detr_weights import detr_config_from_hf as detr_config_from_hf
 from jaxvision._src.models.detr_weights import load_hf_detr as load_hf_detr
 from jaxvision._src.models.detr_weights import load_official_detr as load_official_detr
+from jaxvision._src.models.face_detector import FaceDetector as FaceDetector
+from jaxvision._src.models.face_detector import FaceDetectorConfig as FaceDetectorConfig
+from jaxvision._src.models.face_detector import FaceDetectorOutput as FaceDetectorOutput
+from jaxvision._src.models.face_detector_loss import FaceDetectorLoss as FaceDetectorLoss
+from jaxvision._src.models.face_detector_loss import FaceTargets as FaceTargets
+from jaxvision._src.models.face_detector_loss import face_detector_loss as face_detector_loss
+from jaxvision._src.models.face_detector_postprocess import FaceDetections as FaceDetections
+from jaxvision._src.models.face_detector_postprocess import face_detector_postprocess as face_detector_postprocess
 from jaxvision._src.models.iresnet import IResNet as IResNet
 from jaxvision._src.models.iresnet import IResNetConfig as IResNetConfig
 from jaxvision._src.models.iresnet import IResNetPreset as IResNetPreset
@@ -42,6 +50,12 @@ __all__ = [
     "DETR",
     "DETRConfig",
     "Detections",
+    "FaceDetections",
+    "FaceDetector",
+    "FaceDetectorConfig",
+    "FaceDetectorLoss",
+    "FaceDetectorOutput",
+    "FaceTargets",
     "IResNet",
     "IResNetConfig",
     "IResNetPreset",
@@ -64,6 +78,8 @@ __all__ = [
     "detr_tiny_config",
     "detr_top_k",
     "detr_trainable_mask",
+    "face_detector_loss",
+    "face_detector_postprocess",
     "iresnet100",
     "iresnet50",
     "iresnet_cpu",

@@ -72,7 +72,7 @@ def _tree_norm(tree: Any) -> jax.Array:
         sq = jnp.sum(jnp.square(x.astype(jnp.float32)))
         # A leaf sharded over a mesh axis (param_specs) holds a part of the whole on each
         # device: sum the parts.
-        axes = tuple(sorted(_varying_axes(sq)))
+        axes = tuple(sorted(varying_axes(sq)))
         return lax.psum(sq, axes) if axes else sq
 
     return jnp.sqrt(sum(squares(x) for x in leaves))
