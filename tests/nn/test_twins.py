@@ -21,9 +21,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxvision import api, ops
+from jaxvision import api, ops, parallel
 from jaxvision._src import export as _export
-from jaxvision._src.nn import attention, frozen_batch_norm, pooling, position_encoding
+from jaxvision._src.nn import (
+    attention,
+    frozen_batch_norm,
+    partial_fc,
+    pooling,
+    position_encoding,
+    realnvp,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +80,7 @@ def _dense(params, x):
 
 
 def _attention():
-    module = attention.MultiHeadAttention(8, 2, dropout_rate=0.0, rngs=nnx.Rngs(0))
+    module = attention.MaskedMultiHeadAttention(8, 2, dropout_rate=0.0, rngs=nnx.Rngs(0))
     if hasattr(module, "eval"):
         module.eval()
     rng = _rng(2)
@@ -95,7 +102,42 @@ def _pool_input():
     return (jnp.asarray(_rng(3).standard_normal((2, 11, 7, 3)), jnp.float32),)
 
 
+def _realnvp():
+    module = realnvp.RealNVP(couplings=3, hidden=8, gain=0.5, rngs=nnx.Rngs(4))
+    return module, (jnp.asarray(_rng(4).standard_normal((5, 2)), jnp.float32),)
+
+
+def _realnvp_functional(module, params, x):
+    def mlp(tree):
+        return ops.MLPParams(*(tree[i] for i in range(len(tree))))
+
+    return ops.realnvp_log_prob(ops.RealNVPParams(mlp(params["scale"]), mlp(params["shift"])), x)
+
+
+def _partial_fc():
+    module = partial_fc.PartialFC(6, 11, axis_name=None, margin={"m2": 0.3}, rngs=nnx.Rngs(5))
+    rng = _rng(5)
+    embeddings = jnp.asarray(rng.standard_normal((4, 6)), jnp.float32)
+    return module, (embeddings, jnp.asarray([0, 3, 10, 3]))
+
+
+def _partial_fc_functional(module, params, embeddings, labels):
+    return parallel.partial_fc_loss(
+        embeddings,
+        labels,
+        params["centres"],
+        num_classes=module.num_classes,
+        axis_name=module.axis_name,
+        gather=module.gather,
+        sample_rate=module.sample_rate,
+        **module.margin,
+    )
+
+
 TWINS: dict[str, Twin] = {
+    "RealNVP": Twin(ops.realnvp_log_prob, _realnvp, _realnvp_functional),
+    # The sharded classifier's twin lives in ``parallel``: it reduces over a mesh axis.
+    "PartialFC": Twin(parallel.partial_fc_loss, _partial_fc, _partial_fc_functional),
     "FrozenBatchNorm": Twin(
         ops.frozen_batch_norm,
         _frozen_batch_norm,
@@ -103,7 +145,7 @@ TWINS: dict[str, Twin] = {
             x, p["scale"], p["bias"], p["mean"], p["var"], epsilon=m.epsilon
         ),
     ),
-    "MultiHeadAttention": Twin(ops.multi_head_attention, _attention, _attention_functional),
+    "MaskedMultiHeadAttention": Twin(ops.multi_head_attention, _attention, _attention_functional),
     "SinePositionEncoding": Twin(
         ops.sine_position_encoding,
         lambda: (
@@ -111,7 +153,7 @@ TWINS: dict[str, Twin] = {
             (_mask(),),
         ),
         lambda m, p, mask: ops.sine_position_encoding(
-            mask, m.num_pos_feats, m.temperature, m.normalize, m.scale
+            mask, m.num_pos_feats, temperature=m.temperature, normalize=m.normalize, scale=m.scale
         ),
     ),
     "LearnedPositionEncoding": Twin(
@@ -151,7 +193,10 @@ NOT_MODULES: dict[str, str] = {
 def _public_twins() -> set[int]:
     registry = api.load_registry()
     return {
-        id(e.obj) for ns in ("ops", "losses") for e in registry.endpoints(ns) if not e.deprecated
+        id(e.obj)
+        for ns in ("ops", "losses", "parallel")
+        for e in registry.endpoints(ns)
+        if not e.deprecated
     }
 
 
@@ -188,20 +233,22 @@ def test_every_nn_module_has_a_twin():
 def test_a_module_without_an_entry_is_reported_with_what_to_add():
     registry = _export.Registry()
 
-    @registry.export("nn.RealNVP")
-    class RealNVP(nnx.Module):
+    @registry.export("nn.UntwinnedLayer")
+    class UntwinnedLayer(nnx.Module):
         pass
 
     for e in api.load_registry().endpoints("nn"):
         registry.add(e)
     (problem,) = missing_twins(registry)
-    assert "nn.RealNVP" in problem and "TWINS['RealNVP'] = Twin(" in problem
+    assert "nn.UntwinnedLayer" in problem and "TWINS['UntwinnedLayer'] = Twin(" in problem
 
 
 def test_every_twin_is_a_public_function_of_ops_or_losses():
     public = _public_twins()
     for name, twin in TWINS.items():
-        assert id(twin.op) in public, f"the twin of nn.{name} is not exported in ops / losses"
+        assert id(twin.op) in public, (
+            f"the twin of nn.{name} is not exported in ops / losses / parallel"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(TWINS))

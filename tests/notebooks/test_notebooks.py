@@ -64,13 +64,17 @@ def test_notebook_shows_badge_installs_and_reads_the_fast_switch(text_file):
 def test_notebook_executes_in_fast_mode(text_file, tmp_path, monkeypatch):
     notebook = jupytext.read(text_file)
     _execute(notebook, tmp_path, monkeypatch)
-    images = sum("image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", []))
+    images = sum(
+        "image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", [])
+    )
     figures = sum("plt.show()" in c.source for c in notebook.cells)
     assert images >= figures, f"{text_file.name}: {figures} figures shown, {images} rendered"
 
 
 def test_a_notebook_that_raises_fails(tmp_path, monkeypatch):
     notebook = jupytext.read(TEXT_FILES[0])
-    notebook.cells = notebook.cells[:1] + [nbformat.v4.new_code_cell("raise RuntimeError('broken cell')")]
+    notebook.cells = notebook.cells[:1] + [
+        nbformat.v4.new_code_cell("raise RuntimeError('broken cell')")
+    ]
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="broken cell"):
         _execute(notebook, tmp_path, monkeypatch)
