@@ -140,8 +140,17 @@ def coco_evaluate(
         gt_dict = load_coco_dict(ground_truth)
     if not detections:
         return dict.fromkeys(COCO_METRIC_NAMES, 0.0)
-    stats = run_cocoeval(gt_dict, detections, "bbox", image_ids=image_ids)
+    stats = run_cocoeval(
+        gt_dict, detections, "bbox", image_ids=image_ids, source=ground_truth_source(ground_truth)
+    )
     return {name: float(v) for name, v in zip(COCO_METRIC_NAMES, stats, strict=True)}
+
+
+def ground_truth_source(ground_truth: object) -> str | Path:
+    """The file a ground truth came from, for error messages."""
+    if isinstance(ground_truth, CocoDetection):
+        return ground_truth.annotation_file
+    return ground_truth if isinstance(ground_truth, str | Path) else "ground_truth"
 
 
 def load_coco_dict(ground_truth: dict[str, Any] | str | Path) -> dict[str, Any]:
@@ -157,8 +166,12 @@ def run_cocoeval(
     iou_type: str,
     *,
     image_ids: np.ndarray | None = None,
+    source: str | Path = "ground_truth",
 ) -> np.ndarray:
-    """pycocotools' evaluate / accumulate / summarize, quietly; returns ``stats``."""
+    """pycocotools' evaluate / accumulate / summarize, quietly; returns ``stats``.
+
+    ``source`` names the ground truth (its file) in the errors of the reader's field rule.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -167,7 +180,7 @@ def run_cocoeval(
         raise CocoFormatError("ground_truth: top level: field 'annotations': missing or not a list")
     # The reader's rule for the fields pycocotools needs, on copies of the records.
     gt_dict["annotations"] = [dict(a) if isinstance(a, dict) else a for a in gt_dict["annotations"]]
-    fill_annotation_defaults(Path("ground_truth"), gt_dict["annotations"])
+    fill_annotation_defaults(Path(source), gt_dict["annotations"])
     gt_dict.setdefault("info", {})
     gt_dict.setdefault("licenses", [])
     with contextlib.redirect_stdout(io.StringIO()):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvision._src.data.coco_eval import load_coco_dict, run_cocoeval
+from jaxvision._src.data.coco_eval import ground_truth_source, load_coco_dict, run_cocoeval
 from jaxvision._src.export import export
 
 COCO_KEYPOINT_METRIC_NAMES: tuple[str, ...] = (
@@ -89,5 +89,11 @@ def coco_keypoints_evaluate(
     """
     if not results:
         return dict.fromkeys(COCO_KEYPOINT_METRIC_NAMES, 0.0)
-    stats = run_cocoeval(load_coco_dict(ground_truth), results, "keypoints", image_ids=image_ids)
+    stats = run_cocoeval(
+        load_coco_dict(ground_truth),
+        results,
+        "keypoints",
+        image_ids=image_ids,
+        source=ground_truth_source(ground_truth),
+    )
     return {n: float(v) for n, v in zip(COCO_KEYPOINT_METRIC_NAMES, stats, strict=True)}
