@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -26,12 +27,24 @@ MODELS = {"detr_tiny": models.detr_tiny, "detr_r50": models.detr_r50}
 
 @dataclasses.dataclass
 class Data:
-    """Training records (shapes arrays or a COCO reader) and the held-out split."""
+    """Training records (shapes arrays or a COCO reader) and the held-out split.
+
+    The shapes arrays may still be being generated in a background thread when this is
+    returned (``pending``); reading ``train`` waits for them, and re-raises what the
+    generation raised.
+    """
 
     class_names: tuple[str, ...]
-    train: dict[str, np.ndarray] | None  # in-memory arrays [N, ...] (shapes)
+    pending: concurrent.futures.Future | dict[str, np.ndarray] | None  # shapes [N, ...]
     train_coco: data.CocoDetection | None  # a COCO folder read lazily (coco)
     val: data.CocoDetection
+
+    @property
+    def train(self) -> dict[str, np.ndarray] | None:
+        """The in-memory training arrays ``[N, ...]`` (shapes), or None (COCO)."""
+        if isinstance(self.pending, concurrent.futures.Future):
+            self.pending = self.pending.result()
+        return self.pending
 
 
 def _barrier(name: str) -> None:
@@ -41,15 +54,27 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def load_data(cfg: Config, workdir: Path) -> Data:
+def _shapes_train(cfg: Config) -> dict[str, np.ndarray]:
+    options = {"image_size": cfg.image_size, "max_objects": cfg.max_objects, "seed": cfg.seed}
+    return data.detection_targets(data.shapes_dataset(cfg.num_train, split="train", **options))
+
+
+def load_data(cfg: Config, workdir: Path, *, background: bool = False) -> Data:
     """Generates (shapes) or reads (COCO) the training data and the held-out split.
 
     The shapes validation split is a dataset derived from the configuration, kept in
-    ``workdir/shapes_val`` and regenerated when the options it depends on change.
+    ``workdir/shapes_val`` and regenerated when the options it depends on change. With
+    ``background``, the shapes training arrays are generated in a thread (NumPy releases
+    the GIL), so that the caller can compile the step meanwhile; the arrays are the same.
     """
     if cfg.dataset == "shapes":
         options = {"image_size": cfg.image_size, "max_objects": cfg.max_objects, "seed": cfg.seed}
-        train_set = data.shapes_dataset(cfg.num_train, split="train", **options)
+        if background:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shapes")
+            pending: Any = pool.submit(_shapes_train, cfg)
+            pool.shutdown(wait=False)
+        else:
+            pending = _shapes_train(cfg)
         val_dir = workdir / "shapes_val"
         if jax.process_index() == 0:
 
@@ -59,7 +84,8 @@ def load_data(cfg: Config, workdir: Path) -> Data:
             train.derived_dataset(val_dir, {**options, "num_val": cfg.num_val}, build)
         _barrier("val-export")
         val = data.read_coco_detection(val_dir / "annotations.json", val_dir / "images")
-        return Data(train_set.class_names, data.detection_targets(train_set), None, val)
+        class_names = data.shapes_dataset(1, **options).class_names
+        return Data(class_names, pending, None, val)
     root = Path(cfg.coco_dir)
     if not root.is_dir():
         raise train.ConfigError(f"coco_dir {root!s} is not a folder (preset {cfg.name} needs COCO)")
@@ -114,6 +140,16 @@ def _coco_batches(cfg: Config, coco: data.CocoDetection, mesh: Any, start: int) 
             if j >= skip:
                 yield parallel.shard_batch({k: batch[k][rows] for k in TARGET_KEYS}, mesh)
         epoch, skip = epoch + 1, 0
+
+
+def example_batch(cfg: Config, d: Data, mesh: jax.sharding.Mesh) -> Any:
+    """A global batch shaped, typed and sharded as those of :func:`train_batches`, from a
+    few generated images (for compiling the step before the training data is ready)."""
+    if d.train_coco is not None:
+        return next(_coco_batches(cfg, d.train_coco, mesh, 0))
+    options = {"image_size": cfg.image_size, "max_objects": cfg.max_objects, "seed": cfg.seed}
+    small = data.detection_targets(data.shapes_dataset(cfg.batch_size, split="val", **options))
+    return next(data.Loader(_Rows(small), global_batch_size=cfg.batch_size, seed=0, mesh=mesh))
 
 
 def val_batches(
@@ -183,8 +219,11 @@ def make_optimizer(cfg: Config, model: nnx.Module) -> optax.GradientTransformati
 def init_state(
     cfg: Config, num_classes: int, mesh: jax.sharding.Mesh
 ) -> tuple[Any, parallel.TrainState, optax.GradientTransformation]:
-    """The model's graph definition, its replicated train state at step 0, the optimizer."""
-    model = build_model(cfg, num_classes)
+    """The model's graph definition, its replicated train state at step 0, the optimizer.
+
+    The model is built as one cheaply compiled program (``train.init_module``): built
+    eagerly, every initialiser compiles once per parameter shape."""
+    model = train.init_module(lambda: build_model(cfg, num_classes))
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
     optimizer = make_optimizer(cfg, model)
     state = parallel.TrainState.create(params, optimizer, model_state=model_state)

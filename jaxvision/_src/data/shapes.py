@@ -118,7 +118,7 @@ def _generate(
         close = np.linalg.norm(diff, axis=-1) < 90.0
         colour = np.where(close[:, None], (background[:, 0, 0] + 128.0) % 256.0, colour)
         shape = _shape_masks(box, cls, xx, yy) & active[:, None, None]
-        canvas = np.where(shape[..., None], colour[:, None, None, :].astype(np.float32), canvas)
+        np.copyto(canvas, colour[:, None, None, :].astype(np.float32), where=shape[..., None])
         boxes[:, k], has = _pixel_extent(shape)
         labels[:, k] = np.where(has, cls, -1)
         mask[:, k] = has
@@ -129,7 +129,8 @@ def _generate(
     boxes = np.take_along_axis(boxes, order[..., None], 1)
     labels = np.take_along_axis(labels, order, 1)
     mask = np.take_along_axis(mask, order, 1)
-    images = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    np.rint(canvas, out=canvas)
+    images = np.clip(canvas, 0, 255, out=canvas).astype(np.uint8)
     return images, boxes, labels, mask
 
 

@@ -127,6 +127,13 @@ class _DonationChecked:
         self._fn = fn
 
     def __call__(self, state: Any, batch: Any, rng: jax.Array) -> tuple[TrainState, dict]:
+        # The common case in one cheap pass; the leaves' paths only to name a deleted one.
+        if any(isinstance(x, jax.Array) and x.is_deleted() for x in jax.tree.leaves(state)):
+            self._raise_deleted(state)
+        return self._fn(state, batch, rng)
+
+    @staticmethod
+    def _raise_deleted(state: Any) -> None:
         for path, x in jax.tree_util.tree_leaves_with_path(state):
             if isinstance(x, jax.Array) and x.is_deleted():
                 raise ValueError(
@@ -135,7 +142,6 @@ class _DonationChecked:
                     "buffers. Pass the state that call returned (state, metrics = step(state, "
                     "...)), or build the step with donate=False to keep inputs alive."
                 )
-        return self._fn(state, batch, rng)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fn, name)
