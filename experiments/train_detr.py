@@ -93,7 +93,7 @@ def make_loss_fn(cfg: Config, graphdef: Any, num_classes: int) -> Any:
             outputs, targets, num_classes=num_classes, axis_name=axis_name, **cfg.loss_kwargs
         )
         _, _, new_model_state = nnx.split(model, nnx.Param, ...)
-        return loss, (new_model_state, metrics)
+        return loss, (nnx.to_pure_dict(new_model_state), metrics)
 
     return loss_fn
 
