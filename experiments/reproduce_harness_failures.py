@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OLD_REV = "d9348e4"  # main just before the harness (jaxvision.train) was merged
+OLD_REV = "1abf3cb"  # main when issue 11 was filed, before any of its fixes
 
 
 @dataclass
