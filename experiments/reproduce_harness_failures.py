@@ -200,7 +200,7 @@ def two_runs(tree: Tree, tmp: Path) -> tuple[bool, str]:
     procs.append(tree.run("train_detr.py", "--preset", "smoke", "--workdir", str(w), wait=False))
     outputs = [p.communicate(timeout=900) for p in procs]
     results = [Result(p.returncode, *o) for p, o in zip(procs, outputs, strict=True)]
-    refused = any("lock" in r.err.lower() and r.rc != 0 for r in results)
+    refused = any(("in use by pid" in r.err or "lock" in r.err.lower()) and r.rc for r in results)
     return not refused, "; ".join(
         f"run {i + 1}: exit {r.rc} {_last_error(r)[:70]}" for i, r in enumerate(results)
     )
