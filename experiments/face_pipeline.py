@@ -111,9 +111,23 @@ def aligned_crops(images: jax.Array, landmarks: jax.Array, size: int, k: int) ->
     return fine.reshape(shape).mean(axis=(-4, -2))
 
 
+CHUNK = 256  # every embedding call outside the system has this batch: one compile
+
+
+def embed_all(embed, crops: np.ndarray) -> np.ndarray:
+    """``embed`` (jitted) over ``crops`` in zero-padded chunks of ``CHUNK``."""
+    out = []
+    for i in range(0, len(crops), CHUNK):
+        part = crops[i:i + CHUNK]
+        pad = np.zeros((CHUNK - len(part), *part.shape[1:]), part.dtype)
+        out.append(np.asarray(embed(np.concatenate([part, pad])))[: len(part)])
+    return np.concatenate(out)
+
+
 def make_embed(graph_eval, params, stats):
     """insightface's evaluation embedding ``l2norm(f(x) + f(flip x))`` of ``[N, s, s, 3]``."""
 
+    @jax.jit
     def embed(x):
         model = nnx.merge(graph_eval, params["backbone"], stats)
         return ops.l2_normalize(model(x) + model(x[:, :, ::-1]))
@@ -121,17 +135,17 @@ def make_embed(graph_eval, params, stats):
     return embed
 
 
-def enrol(embed, rec_cfg, identities, gallery_ids: np.ndarray, per_id: int, seed: int):
-    """Gallery ``[G, D]``: the normalised mean embedding of ``per_id`` portraits each.
-
-    The portraits are rendered and aligned as the recogniser's training images.
-    """
-    labels = np.repeat(gallery_ids, per_id)
+def portraits(embed, rec_cfg, identities, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Embeddings of generated portraits, rendered and aligned as the training images."""
     raw = data.generate_faces(identities, labels, size=rec_cfg.render_size, seed=seed)
-    crops = np.asarray(jax.jit(lambda x, lm: face.align_faces(x, lm, rec_cfg.crop_size)[0])(
-        raw.images, raw.landmarks))
-    emb = np.concatenate([np.asarray(jax.jit(embed)(crops[i:i + 250]))
-                          for i in range(0, len(crops), 250)])
+    crops = np.asarray(jax.jit(face.align_faces, static_argnums=2)(
+        raw.images, raw.landmarks, rec_cfg.crop_size)[0])
+    return embed_all(embed, crops)
+
+
+def enrol(embed, rec_cfg, identities, gallery_ids: np.ndarray, per_id: int, seed: int):
+    """Gallery ``[G, D]``: the normalised mean embedding of ``per_id`` portraits each."""
+    emb = portraits(embed, rec_cfg, identities, np.repeat(gallery_ids, per_id), seed)
     mean = emb.reshape(len(gallery_ids), per_id, -1).mean(1)
     return mean / np.linalg.norm(mean, axis=1, keepdims=True)
 
@@ -160,12 +174,12 @@ def make_system(det_graph, det_params, det_state, anchors, embed, gallery, crop:
 
 def identify_gt(embed, gallery, images, landmarks, owner, crop: int, k: int):
     """Names of ground-truth faces aligned on their ground-truth landmarks (stage 1)."""
-    fn = jax.jit(lambda im, lm: embed(aligned_crops(im, lm, crop, k)) @ jnp.asarray(gallery).T)
-    sims = np.concatenate([
-        np.asarray(fn(images[owner[i:i + 200]], landmarks[i:i + 200]))
+    align = jax.jit(aligned_crops, static_argnums=(2, 3))
+    crops = np.concatenate([
+        np.asarray(align(images[owner[i:i + 200]], landmarks[i:i + 200], crop, k))
         for i in range(0, len(owner), 200)
     ])
-    return sims.argmax(-1)
+    return (embed_all(embed, crops) @ gallery.T).argmax(-1)
 
 
 def match(det_boxes: np.ndarray, det_scores: np.ndarray, gt_box: np.ndarray, thr: float):
@@ -346,14 +360,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ids = data.sample_identities(first + rec_cfg.test_identities, seed=rec_cfg.seed,
                                      spread=rec_cfg.identity_spread)
         gallery = enrol(embed, rec_cfg, ids, gallery_ids, cfg.gallery_images, cfg.seed + 100)
+        # The recogniser alone, in its own domain: other portraits of the gallery identities.
+        probe_labels = np.repeat(np.arange(len(gallery_ids)), 2)
+        portrait_names = (portraits(embed, rec_cfg, ids, gallery_ids[probe_labels],
+                                    cfg.seed + 300) @ gallery.T).argmax(1)
         scenes = data.generate_face_scenes(
             cfg.num_scenes, ids, size=cfg.scene_size, faces_per_scene=cfg.faces_per_scene,
             face_sizes=cfg.face_sizes, real_fraction=cfg.real_fraction,
             identity_range=(first, first + rec_cfg.test_identities), seed=cfg.seed + 200)
         # As the detector's training scenes: stored as 8-bit images.
         scenes = scenes._replace(images=(scenes.images * 255).round().astype(np.float32) / 255)
-    anchors = train_face_detector.build_model(
-        dataclasses.replace(det_cfg, image_size=cfg.scene_size))[3]
+    anchors = nnx.merge(det_graph, det_params, det_state).anchors(cfg.scene_size)
     system = make_system(det_graph, det_params, det_state, anchors, embed, gallery,
                          rec_cfg.crop_size, cfg)
     with timer("system"):
@@ -371,7 +388,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for f in found:
         print("  ", f)
     run.close()
-    summary = {"detector_step": det_step, "gallery": len(gallery_ids), **table,
+    summary = {"detector_step": det_step, "gallery": len(gallery_ids),
+               "portraits": float(np.mean(portrait_names == probe_labels)), **table,
                **{k: round(v, 4) for k, v in detection.items()},
                "images_per_s": round(images_per_s, 2),
                "astronaut_best_score": found[0]["score"] if found else 0.0,
