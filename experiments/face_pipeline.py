@@ -111,6 +111,7 @@ def aligned_crops(images: jax.Array, landmarks: jax.Array, size: int, k: int) ->
     return fine.reshape(shape).mean(axis=(-4, -2))
 
 
+_ALIGN = jax.jit(face.align_faces, static_argnums=2)
 CHUNK = 256  # every embedding call outside the system has this batch: one compile
 
 
@@ -138,8 +139,7 @@ def make_embed(graph_eval, params, stats):
 def portraits(embed, rec_cfg, identities, labels: np.ndarray, seed: int) -> np.ndarray:
     """Embeddings of generated portraits, rendered and aligned as the training images."""
     raw = data.generate_faces(identities, labels, size=rec_cfg.render_size, seed=seed)
-    crops = np.asarray(jax.jit(face.align_faces, static_argnums=2)(
-        raw.images, raw.landmarks, rec_cfg.crop_size)[0])
+    crops = np.asarray(_ALIGN(raw.images, raw.landmarks, rec_cfg.crop_size)[0])
     return embed_all(embed, crops)
 
 

@@ -60,7 +60,7 @@ def test_face_pipeline_runs_on_trained_recogniser_and_untrained_detector(recogni
         ckpt.save(0, state, force=True)
     run.close()
     pipeline = _load("face_pipeline")
-    sets = ["num_scenes=2", "scene_size=64", "gallery_images=1", "max_detections=3",
+    sets = ["num_scenes=2", "scene_size=64", "gallery_images=2", "max_detections=3",
             "supersample=2", "batch_size=2", "score_threshold=0.0", "faces_per_scene=2,2",
             "face_sizes=20,30", "real_fraction=0"]
     out = tmp_path / "pipeline"
