@@ -12,6 +12,12 @@ whole image, resized). The Partial FC check runs the classifier on 8 simulated d
 
     python experiments/train_face.py --workdir runs/face/pfc8 --set model_shards=8
 
+The second table (margin annealed in over the first half, SphereFace's schedule) adds
+``--set margin_warmup=0.5`` to the margin rows; its settings were chosen on a validation
+split of the training identities (``--set val_identities=50``: train on the first 250,
+evaluate on the last 50; the test identities unused). The final state is saved in
+``checkpoints/`` (``experiments/face_pipeline.py`` reads it).
+
 The last line printed is one JSON object with the final metrics.
 """
 
@@ -27,6 +33,7 @@ os.environ["XLA_FLAGS"] = (
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
@@ -58,6 +65,8 @@ class Config:
     lr: float = 0.1
     warmup_steps: int = 50
     weight_decay: float = 5e-4
+    margin_warmup: float = 0.0  # fraction of the steps over which the margin is annealed in
+    val_identities: int = 0  # > 0: evaluate on the last ones of the training identities
     model_shards: int = 1  # devices the class centres are split over ("model" axis)
     log_every: int = 50
     seed: int = 0
@@ -73,23 +82,41 @@ def crops(images: np.ndarray, landmarks: np.ndarray, cfg: Config) -> np.ndarray:
         # Resizing in OpenCV's pixel-centre convention: x_out = s (x_in + 0.5) - 0.5.
         m = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]], np.float32)
         fn = jax.jit(lambda x, lm: geometry.warp_affine(x, m, cfg.crop_size))
-    out = [np.asarray(fn(images[i:i + 512], landmarks[i:i + 512]))
-           for i in range(0, len(images), 512)]
+    out = []
+    for i in range(0, len(images), 512):  # zero-padded chunks of 512: one compile
+        x, lm = images[i:i + 512], landmarks[i:i + 512]
+        pad = 512 - len(x)
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        lm = np.concatenate([lm, np.zeros((pad, *lm.shape[1:]), lm.dtype)])
+        out.append(np.asarray(fn(x, lm))[: 512 - pad])
     return np.concatenate(out)
 
 
+def num_classes(cfg: Config) -> int:
+    """Identities the classifier is trained on (the validation ones are taken out)."""
+    return cfg.train_identities - cfg.val_identities
+
+
 def datasets(cfg: Config) -> tuple[dict, dict, data.FaceImages]:
+    """Training crops and evaluation crops (held-out identities, or the validation split).
+
+    The identities are the same for every setting: ``val_identities = V`` trains on the
+    first ``train_identities - V`` and evaluates on the last ``V`` training identities
+    (images of another seed); the held-out test identities are never seen then.
+    """
     ids = data.sample_identities(cfg.train_identities + cfg.test_identities, seed=cfg.seed,
                                  spread=cfg.identity_spread)
-    train_labels = np.repeat(np.arange(cfg.train_identities), cfg.images_per_identity)
-    test_labels = cfg.train_identities + np.repeat(
-        np.arange(cfg.test_identities), cfg.test_images_per_identity
-    )
+    n = num_classes(cfg)
+    train_labels = np.repeat(np.arange(n), cfg.images_per_identity)
+    if cfg.val_identities:
+        first, count, seed = n, cfg.val_identities, cfg.seed + 3
+    else:
+        first, count, seed = cfg.train_identities, cfg.test_identities, cfg.seed + 2
+    test_labels = first + np.repeat(np.arange(count), cfg.test_images_per_identity)
     raw_train = data.generate_faces(ids, train_labels, size=cfg.render_size, seed=cfg.seed + 1)
-    raw_test = data.generate_faces(ids, test_labels, size=cfg.render_size, seed=cfg.seed + 2)
+    raw_test = data.generate_faces(ids, test_labels, size=cfg.render_size, seed=seed)
     train_set = {"x": crops(raw_train.images, raw_train.landmarks, cfg), "y": train_labels}
-    test_set = {"x": crops(raw_test.images, raw_test.landmarks, cfg),
-                "y": test_labels - cfg.train_identities}
+    test_set = {"x": crops(raw_test.images, raw_test.landmarks, cfg), "y": test_labels - first}
     return train_set, test_set, raw_test
 
 
@@ -101,7 +128,7 @@ def build(cfg: Config, mesh) -> tuple:
     graph_train, backbone, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     model.eval()
     graph_eval = nnx.split(model, nnx.Param, nnx.BatchStat)[0]
-    dim, n = model.config.embedding_dim, cfg.train_identities
+    dim, n = model.config.embedding_dim, num_classes(cfg)
     key = jax.random.key(cfg.seed + 7)
     if cfg.loss == "softmax":
         head = {"w": jax.random.normal(key, (dim, n)) * dim**-0.5, "b": jnp.zeros(n)}
@@ -109,10 +136,26 @@ def build(cfg: Config, mesh) -> tuple:
     else:
         rows = cfg.model_shards * parallel.num_local_classes(n, cfg.model_shards)
         head = {"centres": 0.01 * jax.random.normal(key, (rows, dim))}
-        head_specs = {"centres": P("model", None)}
+        # The annealed loss (one device) takes the centres whole; Partial FC shards them.
+        head_specs = {"centres": P() if cfg.margin_warmup > 0 else P("model", None)}
     params = {"backbone": backbone, "head": head}
     specs = {"backbone": jax.tree.map(lambda _: P(), backbone), "head": head_specs}
     return graph_train, graph_eval, params, stats, specs
+
+
+def annealed_margin_loss(emb, labels, centres, alpha, cfg: Config):
+    """SphereFace's annealing: target logit ``(1 - alpha) s cos + alpha s psi(theta)``.
+
+    ``alpha`` (traced, per sample) rises from 0 to 1 over ``margin_warmup`` of the steps:
+    plain normalised softmax first, the full margin from then on (Liu et al. 2017, Sec. 3.4
+    use ``psi' = (lambda cos + psi) / (1 + lambda)`` with ``lambda`` annealed to a small
+    value; ``alpha = 1 / (1 + lambda)``). One device (``model_shards = 1``).
+    """
+    cos = ops.pairwise_cosine(emb, centres[: num_classes(cfg)])
+    margin = losses.margin_logits(cos, labels, **{**losses.MARGIN_PRESETS[cfg.loss],
+                                                   "scale": cfg.scale})
+    logits = cfg.scale * cos + alpha[:, None] * (margin - cfg.scale * cos)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def make_loss(cfg: Config, graph_train):
@@ -127,14 +170,22 @@ def make_loss(cfg: Config, graph_train):
         if cfg.loss == "softmax":
             logits = emb @ head["w"] + head["b"]
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        elif cfg.margin_warmup > 0:
+            loss = annealed_margin_loss(emb, batch["y"], head["centres"], batch["alpha"], cfg)
         else:
             loss = parallel.partial_fc_loss(
-                emb, batch["y"], head["centres"], num_classes=cfg.train_identities,
+                emb, batch["y"], head["centres"], num_classes=num_classes(cfg),
                 gather=False, **preset,
             )
         return loss, (new_stats, {})
 
     return loss_fn
+
+
+def margin_alpha(step: int, cfg: Config) -> float:
+    """The annealing weight of the margin at ``step`` (0-based): linear from 0 to 1."""
+    ramp = cfg.margin_warmup * cfg.steps
+    return 1.0 if ramp <= 0 else min(1.0, step / ramp)
 
 
 def optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -172,6 +223,13 @@ def verification(emb: np.ndarray, labels: np.ndarray, seed: int) -> dict:
     }
 
 
+def head_norms(params: dict) -> dict:
+    """Median norm of the class centres (softmax: weight columns), a training diagnostic."""
+    head = params["head"]
+    w = head["centres"] if "centres" in head else np.asarray(head["w"]).T
+    return {"centre_norm": float(np.median(np.linalg.norm(w, axis=1)))}
+
+
 # ----------------------------------------------------------------------------- figures
 def figures(workdir: Path, raw, test_set, emb, cfg: Config) -> None:
     import matplotlib
@@ -181,7 +239,7 @@ def figures(workdir: Path, raw, test_set, emb, cfg: Config) -> None:
 
     fig, ax = plt.subplots(2, 8, figsize=(10, 2.8))
     for k in range(8):
-        i = k * cfg.test_images_per_identity // 2
+        i = min(k * cfg.test_images_per_identity // 2, len(raw.images) - 1)
         ax[0, k].imshow(raw.images[i])
         ax[0, k].scatter(*raw.landmarks[i].T, s=5, c="lime")
         ax[1, k].imshow(np.clip(test_set["x"][i], 0, 1))
@@ -211,6 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args(argv)
     cfg = train.override(Config(), args.set)
+    if cfg.margin_warmup > 0 and cfg.model_shards != 1:
+        raise ValueError("`margin_warmup` runs on one device: set model_shards=1")
     run = train.Run.open(args.workdir, cfg, fresh=args.fresh, overwrite=args.fresh)
     timer = train.Timer()
     with timer("data"):
@@ -223,17 +283,31 @@ def main(argv: list[str] | None = None) -> dict:
     state = parallel.TrainState.create(params, opt, model_state=stats)
     step_fn = parallel.data_parallel_step(make_loss(cfg, graph_train), opt, mesh,
                                           param_specs=specs)
+    # The state in the shardings the step returns, so that the second step does not
+    # compile again for other input shardings.
+    example = {"x": jnp.zeros((cfg.batch_size, *train_set["x"].shape[1:])),
+               "y": jnp.zeros(cfg.batch_size, jnp.int32)}
+    if cfg.margin_warmup > 0:
+        example["alpha"] = jnp.zeros(cfg.batch_size)
+    out = step_fn.eval_shape(state, example, jax.random.key(0))[0]
+    state = jax.tree.map(
+        lambda x, o: jax.device_put(x, jax.NamedSharding(mesh, o.sharding.spec)), state, out
+    )
     writer = train.MetricsWriter(run.workdir / "metrics.jsonl")
     rng = np.random.default_rng(cfg.seed)
     for i in range(cfg.steps):
         with timer("data"):
             idx = rng.integers(0, len(train_set["y"]), cfg.batch_size)
             batch = {"x": jnp.asarray(train_set["x"][idx]), "y": jnp.asarray(train_set["y"][idx])}
+            if cfg.margin_warmup > 0:
+                batch["alpha"] = jnp.full(cfg.batch_size, margin_alpha(i, cfg), jnp.float32)
         with timer("compile" if i == 0 else "step"):
             state, m = step_fn(state, batch, jax.random.key(i))
             values = train.check_finite(i + 1, m)
         if train.every(i + 1, cfg.log_every, total=cfg.steps):
             writer.write(i + 1, loss=values["loss"], grad_norm=values["grad_norm"])
+    with parallel.CheckpointManager(run.workdir / "checkpoints", max_to_keep=1) as ckpt:
+        ckpt.save(cfg.steps, state, force=True)  # for experiments/face_pipeline.py
     with timer("eval"):
         params = jax.tree.map(np.asarray, state.params)
         stats = jax.tree.map(np.asarray, state.model_state)
@@ -242,7 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
         figures(run.workdir, raw_test, test_set, emb, cfg)
     run.close()
     summary = {"loss_name": cfg.loss, "align": cfg.align, "model_shards": cfg.model_shards,
-               "final_loss": writer.last("loss")["loss"], **scores, **timer.summary()}
+               "final_loss": writer.last("loss")["loss"], **scores, **head_norms(params),
+               "cpu_s": round(time.process_time(), 1), **timer.summary()}
     (Path(args.workdir) / "summary.json").write_text(json.dumps(summary, indent=1))
     train.print_summary(summary)
     return summary

@@ -216,6 +216,27 @@ def evaluate(predict, state, split, gt, cfg: Config, anchors) -> tuple[dict, Any
     }, det
 
 
+def build_model(cfg: Config) -> tuple[Any, Any, Any, jax.Array]:
+    """The detector of ``cfg`` split into ``(graphdef, params, model_state)``, and its anchors."""
+    model_cfg = models.FaceDetectorConfig(
+        widths=cfg.widths, fpn_width=cfg.fpn_width, anchor_sizes=cfg.anchor_sizes
+    )
+    model = models.FaceDetector(model_cfg, rngs=nnx.Rngs(cfg.seed))
+    anchors = model.anchors(cfg.image_size)
+    graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return graphdef, params, model_state, anchors
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    """AdamW with warm-up and cosine decay, gradients clipped at a global norm of 5."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.lr, min(cfg.warmup_steps, cfg.steps // 2), cfg.steps, cfg.lr * 0.02
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(5.0), optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    )
+
+
 def make_loss_fn(graphdef, anchors, cfg: Config):
     def loss_fn(params, model_state, batch, rng, axis_name):
         model = nnx.merge(graphdef, params, model_state, copy=True)
@@ -251,18 +272,8 @@ def main(argv=None) -> dict[str, Any]:
         splits = build_scenes(cfg, Path(args.data_dir))
     gt = coco_ground_truth(splits["val"], cfg.min_face)
 
-    model_cfg = models.FaceDetectorConfig(
-        widths=cfg.widths, fpn_width=cfg.fpn_width, anchor_sizes=cfg.anchor_sizes
-    )
-    model = models.FaceDetector(model_cfg, rngs=nnx.Rngs(cfg.seed))
-    anchors = model.anchors(cfg.image_size)
-    graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.lr, min(cfg.warmup_steps, cfg.steps // 2), cfg.steps, cfg.lr * 0.02
-    )
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(5.0), optax.adamw(schedule, weight_decay=cfg.weight_decay)
-    )
+    graphdef, params, model_state, anchors = build_model(cfg)
+    optimizer = make_optimizer(cfg)
     mesh = parallel.make_mesh()
     state = parallel.replicate(
         parallel.TrainState.create(params, optimizer, model_state=model_state), mesh

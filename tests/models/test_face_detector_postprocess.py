@@ -48,14 +48,17 @@ def _outputs(seed, batch):
 )
 def test_against_numpy_per_image(threshold, iou, top_k, keep):
     outputs = _outputs(0, 3)
-    det = models.face_detector_postprocess(
-        outputs,
-        ANCHORS,
-        score_threshold=threshold,
-        iou_threshold=iou,
-        pre_nms_top_k=top_k,
-        max_detections=keep,
-    )
+    # Under jit: one compile instead of one per eagerly dispatched primitive.
+    det = jax.jit(
+        lambda o: models.face_detector_postprocess(
+            o,
+            ANCHORS,
+            score_threshold=threshold,
+            iou_threshold=iou,
+            pre_nms_top_k=top_k,
+            max_detections=keep,
+        )
+    )(outputs)
     assert det.boxes.shape == (3, keep, 4) and det.landmarks.shape == (3, keep, 5, 2)
     for i in range(3):
         b, s, lm = _numpy_postprocess(
