@@ -99,11 +99,3 @@ def test_a_notebook_that_raises_fails(tmp_path, kernel):
     jupytext.write(notebook, scratch)
     with pytest.raises(nbclient.exceptions.CellExecutionError, match="broken cell"):
         _execute(jupytext.read(scratch), kernel)
-
-
-def test_the_kernel_is_cleared_between_notebooks(kernel):
-    first = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("leftover = 1")])
-    _execute(first, kernel)
-    second = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("leftover")])
-    with pytest.raises(nbclient.exceptions.CellExecutionError, match="NameError"):
-        _execute(second, kernel)
