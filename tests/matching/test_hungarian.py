@@ -324,3 +324,33 @@ def test_method_is_a_static_keyword_and_bad_values_name_it():
         matching.hungarian_match(costs, mask, method="kernel")
     with pytest.raises(TypeError):
         matching.linear_sum_assignment(costs[0], True)  # maximize is keyword-only
+
+
+def test_row_reduction_start_is_exact(monkeypatch):
+    # Dense problems (many rows) get rounds of augmenting row reduction after the greedy
+    # start on the CPU; forced here on small ones: random, tied, rectangular, non-finite.
+    from jaxvision._src.matching import augmenting_path
+
+    monkeypatch.setattr(augmenting_path, "_DENSE_ROWS", 1)
+    monkeypatch.setattr(augmenting_path, "_REDUCTION_ROUNDS", 5)
+    rng = np.random.default_rng(14)
+    solve = jax.jit(lambda c: matching.linear_sum_assignment.__wrapped__(c))
+    tied = rng.integers(0, 3, (100, 12, 12))
+    for cost in [
+        np.concatenate([rng.uniform(size=(100, 12, 12)), tied]),  # one compile for both
+        rng.normal(size=(100, 7, 12)),
+        rng.normal(size=(100, 12, 7)),
+    ]:
+        rows, cols = jax.device_get(solve(cost.astype(np.float32)))
+        for c, r, k in zip(cost.astype(np.float32).astype(np.float64), rows, cols, strict=True):
+            assert len(set(k.tolist())) == len(k)
+            assert_same_total(c[r, k].sum(), c[scipy_lsa(c)].sum(), np.abs(c).mean())
+    costs = detr_like_costs(rng, 100, 12, 10)
+    costs[rng.uniform(size=costs.shape) < 0.2] = np.inf
+    mask = padding_mask(rng, 100, 10, low=0)
+    q_of_t, _ = jax.device_get(jax.jit(matching.hungarian_match.__wrapped__)(costs, mask))
+    for c, real, qt in zip(costs.astype(np.float64), mask, q_of_t, strict=True):
+        sub = np.where(np.isfinite(c), c, 1e9)[:, real]
+        ref = sub[scipy_lsa(sub)].sum()
+        assert len(set(qt[real].tolist())) == real.sum()
+        assert_same_total(sub[qt[real], np.arange(real.sum())].sum(), ref, 1.0)
