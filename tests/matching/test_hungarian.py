@@ -328,29 +328,29 @@ def test_method_is_a_static_keyword_and_bad_values_name_it():
 
 def test_row_reduction_start_is_exact(monkeypatch):
     # Dense problems (many rows) get rounds of augmenting row reduction after the greedy
-    # start on the CPU; forced here on small ones: random, tied, rectangular, non-finite.
+    # start on the CPU; forced here on small ones, in one batch (one compile): random, tied,
+    # with forbidden (+inf) entries, and with only some rows to assign (rectangular).
     from jaxvision._src.matching import augmenting_path
 
     monkeypatch.setattr(augmenting_path, "_DENSE_ROWS", 1)
     monkeypatch.setattr(augmenting_path, "_REDUCTION_ROUNDS", 5)
     rng = np.random.default_rng(14)
-    solve = jax.jit(lambda c: matching.linear_sum_assignment.__wrapped__(c))
-    tied = rng.integers(0, 3, (100, 12, 12))
-    for cost in [
-        np.concatenate([rng.uniform(size=(100, 12, 12)), tied]),  # one compile for both
-        rng.normal(size=(100, 7, 12)),
-        rng.normal(size=(100, 12, 7)),
-    ]:
-        rows, cols = jax.device_get(solve(cost.astype(np.float32)))
-        for c, r, k in zip(cost.astype(np.float32).astype(np.float64), rows, cols, strict=True):
-            assert len(set(k.tolist())) == len(k)
-            assert_same_total(c[r, k].sum(), c[scipy_lsa(c)].sum(), np.abs(c).mean())
-    costs = detr_like_costs(rng, 100, 12, 10)
-    costs[rng.uniform(size=costs.shape) < 0.2] = np.inf
-    mask = padding_mask(rng, 100, 10, low=0)
-    q_of_t, _ = jax.device_get(jax.jit(matching.hungarian_match.__wrapped__)(costs, mask))
-    for c, real, qt in zip(costs.astype(np.float64), mask, q_of_t, strict=True):
-        sub = np.where(np.isfinite(c), c, 1e9)[:, real]
-        ref = sub[scipy_lsa(sub)].sum()
-        assert len(set(qt[real].tolist())) == real.sum()
-        assert_same_total(sub[qt[real], np.arange(real.sum())].sum(), ref, 1.0)
+    n = 12
+    forbidden = rng.uniform(size=(100, n, n)) < 0.3
+    forbidden[:, np.arange(n), rng.permutation(n)] = False  # a feasible assignment stays
+    cost = np.concatenate(
+        [
+            rng.uniform(size=(100, n, n)),
+            rng.integers(0, 3, (100, n, n)),
+            np.where(forbidden, np.inf, rng.normal(size=(100, n, n))),
+        ]
+    ).astype(np.float32)  # [B, columns, rows]: the solver's layout
+    active = rng.uniform(size=(300, n)) < np.where(np.arange(300) % 2, 1.0, 0.6)[:, None]
+    solve = jax.jit(lambda c, a: augmenting_path._solve_on_cpu(c, a, None))
+    col4row, row4col = jax.device_get(solve(cost, active))
+    for c, real, cols, rows in zip(cost.astype(np.float64), active, col4row, row4col, strict=True):
+        sub = c[:, real].T  # rows x columns
+        assert np.all(cols[~real] == -1) and np.all(rows[cols[real]] == np.flatnonzero(real))
+        assert len(set(cols[real].tolist())) == real.sum()
+        total = sub[np.arange(len(sub)), cols[real]].sum()
+        assert_same_total(total, sub[scipy_lsa(sub)].sum(), 1.0)
