@@ -259,7 +259,7 @@ def main() -> None:
         "--cpu-lowerings",
         default=None,
         help="comma list of the ResNet's CPU lowerings to compare in one run "
-        "(fold, fold_conv, plain; default: the library's)",
+        "(fold, plain; default: the library's)",
     )
     args = parser.parse_args()
     preset = PRESETS[args.preset]

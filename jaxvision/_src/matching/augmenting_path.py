@@ -17,10 +17,11 @@ What differs from the textbook loop, so that it runs well under ``jit`` on any d
 * On XLA CPU a loop step costs in proportion to the batch, and most problems of a DETR
   batch need no search after the greedy start: the unsolved problems alone are solved, the
   hardest first, 16 at a time (``lax.platform_dependent``; other devices run one flat loop).
-* Dense problems (``_DENSE_ROWS`` rows or more, by shape at trace time; CPU) then get rounds
-  of parallel augmenting row reduction (:mod:`row_reduction`), which leave a few rows free
-  and column duals under which every assigned row still sits at its minimum; on 100 x 100
-  problems the searches then take about a quarter of the loop steps.
+* Dense problems (``_DENSE_ROWS`` rows or more, at least half as many as columns; by shape
+  at trace time; CPU) then get rounds of parallel augmenting row reduction
+  (:mod:`row_reduction`), which leave a few rows free and column duals under which every
+  assigned row still sits at its minimum; on 100 x 100 problems the searches then take
+  about a quarter of the loop steps.
 * Row duals are never stored: an assigned row's dual is implied by complementary slackness,
   ``u[i] = c[i, col4row[i]] - v[col4row[i]]``, and the dual of the row being inserted can be
   taken as 0 because Dijkstra only needs non-negative reduced costs out of the other rows.
@@ -193,7 +194,7 @@ def _solve_on_cpu(
     best, big = _cheapest_columns(cost, row_active, n_pairs)
     col4row, row4col = _greedy_start(best, row_active, m)
     v = None
-    if n >= _DENSE_ROWS:  # chosen by shape at trace time
+    if n >= _DENSE_ROWS and 2 * n >= m:  # dense: chosen by shape at trace time
         col4row, row4col, v = reduce_free_rows(
             cost, row_active, big, col4row, row4col, rounds=_REDUCTION_ROUNDS
         )
@@ -227,8 +228,9 @@ def _solve_on_cpu(
     return lax.fori_loop(0, n_rounds, one_round, (col4row, row4col))
 
 
-# Problems with at least this many rows get up to `_REDUCTION_ROUNDS` rounds of augmenting row
-# reduction after the greedy start on the CPU (see reduce_free_rows).
+# Problems with at least this many rows, and at least half as many rows as columns, get up
+# to `_REDUCTION_ROUNDS` rounds of augmenting row reduction after the greedy start on the
+# CPU (see reduce_free_rows).
 _DENSE_ROWS = 64
 _REDUCTION_ROUNDS = 96
 

@@ -19,9 +19,9 @@ from flax import nnx
 
 from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm
 
-# Which lowering the CPU gets: "fold" (BN folded, 1x1 as dots), "fold_conv" (BN folded,
-# every convolution a convolution) or "plain" (convolution then norm, as on other devices).
-# Module-level so that the benchmark can compare them.
+# Which lowering the CPU gets: "fold" (BN folded, 1x1 as dots) or "plain" (convolution then
+# norm, as on other devices). Module-level so that the benchmark can compare them. (BN folded
+# with every convolution kept a convolution was slower than both: BENCHMARKS.md.)
 CPU_LOWERING = "fold"
 
 
@@ -40,7 +40,7 @@ def conv_norm(conv: nnx.Conv, norm: nnx.Module, x: jax.Array) -> jax.Array:
         tuple(a) if isinstance(a, tuple | list) else (a, a)
         for a in (conv.strides, conv.kernel_dilation)
     )
-    if lowering == "fold" and (kh, kw) == (1, 1):
+    if (kh, kw) == (1, 1):
         if strides != (1, 1):
             x = x[:, :: strides[0], :: strides[1]]
         y = jax.lax.dot_general(x, kernel[0, 0], (((3,), (0,)), ((), ())))
