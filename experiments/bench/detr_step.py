@@ -42,6 +42,7 @@ import optax
 from flax import nnx
 
 from jaxvision import models
+from jaxvision._src.models import conv_norm
 
 PRESETS = {
     "cpu": {"shapes": [(2, 256, 256)], "dtypes": ["fp32"], "warmup": 1, "iters": 3},
@@ -55,15 +56,19 @@ PRESETS = {
 NUM_CLASSES, MAX_TARGETS = 91, 20
 
 
-def median_time(fn, warmup: int, iters: int) -> float:
+def interleaved_medians(fns: dict, warmup: int, iters: int) -> dict[str, float]:
+    """Median seconds of each function, called in turn ``iters`` rounds after ``warmup``
+    rounds, so that a shared machine's load hits all of them alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def make_batch(rng: np.random.Generator, b: int, h: int, w: int, q: int) -> dict:
@@ -148,13 +153,10 @@ def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str
         state[:] = [p, r, o]
         jax.block_until_ready(value)
 
-    step_s = median_time(step, args.warmup, args.iters)
-    infer_s = median_time(
-        lambda: jax.block_until_ready(infer(state[0], state[1], x["images"], x["mask"])),
-        args.warmup,
-        args.iters,
-    )
-    return dict(step_s=step_s, infer_s=infer_s, compile_s=compile_s, flops=flops)
+    def run_infer():
+        jax.block_until_ready(infer(state[0], state[1], x["images"], x["mask"]))
+
+    return dict(step=step, infer=run_infer, compile_s=compile_s, flops=flops)
 
 
 # ----------------------------------------------------------------------------- HF peer
@@ -205,24 +207,24 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
         sync()
 
     autocast = torch.autocast("cpu" if args.preset == "cpu" else "cuda", dtype=torch.bfloat16)
-    if dtype == "bf16":
-        with autocast:
-            step_s = median_time(step, args.warmup, args.iters)
-    else:
-        step_s = median_time(step, args.warmup, args.iters)
-    model.eval()
+
+    def in_mode(fn, train: bool):
+        def run():
+            model.train(train)
+            if dtype == "bf16":
+                with autocast:
+                    fn()
+            else:
+                fn()
+
+        return run
 
     def infer():
         with torch.no_grad():
             model(pixel_values=px, pixel_mask=pm)
         sync()
 
-    if dtype == "bf16":
-        with autocast:
-            infer_s = median_time(infer, args.warmup, args.iters)
-    else:
-        infer_s = median_time(infer, args.warmup, args.iters)
-    return dict(step_s=step_s, infer_s=infer_s)
+    return dict(step=in_mode(step, True), infer=in_mode(infer, False))
 
 
 def build_hf(device: str):
@@ -253,6 +255,12 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--shape", default=None, help="one BxHxW instead of the preset's")
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument(
+        "--cpu-lowerings",
+        default=None,
+        help="comma list of the ResNet's CPU lowerings to compare in one run "
+        "(fold, plain; default: the library's)",
+    )
     args = parser.parse_args()
     preset = PRESETS[args.preset]
     args.iters = args.iters or preset["iters"]
@@ -261,6 +269,8 @@ def main() -> None:
     loss = args.loss
     if loss == "auto":
         loss = "real" if hasattr(models, "detr_loss") else "standin"
+    default_lowering = conv_norm.CPU_LOWERING
+    lowerings = args.cpu_lowerings.split(",") if args.cpu_lowerings else [default_lowering]
     device = jax.devices()[0]
     print(f"jax {jax.__version__} on {device.device_kind}; preset {args.preset}; loss {loss}")
     hf_model, hf_state, hf_config = build_hf("cuda" if args.preset == "gpu" else "cpu")
@@ -269,46 +279,61 @@ def main() -> None:
     for b, h, w in shapes:
         batch = make_batch(rng, b, h, w, hf_config["num_queries"])
         for dtype in dtypes:
-            ours = jax_side(hf_state, hf_config, batch, dtype, loss, args)
-            peer = None if args.skip_peer else torch_side(hf_model, batch, dtype, loss, args)
-            peak = args.peak_tflops or (
-                {"bf16": 989.0, "fp32": 494.0}[dtype]
-                if "H100" in device.device_kind or "H200" in device.device_kind
-                else None
+            sides = {}
+            for lowering in lowerings:
+                conv_norm.CPU_LOWERING = lowering  # read while tracing, in jax_side
+                sides[lowering] = jax_side(hf_state, hf_config, batch, dtype, loss, args)
+            conv_norm.CPU_LOWERING = default_lowering
+            if not args.skip_peer:
+                sides["peer"] = torch_side(hf_model, batch, dtype, loss, args)
+            steps = interleaved_medians(
+                {k: v["step"] for k, v in sides.items()}, args.warmup, args.iters
             )
-            row = {
-                "shape": f"{b}x{h}x{w}",
-                "dtype": dtype,
-                "jax_train_img_s": b / ours["step_s"],
-                "jax_infer_img_s": b / ours["infer_s"],
-                "jax_compile_s": ours["compile_s"],
-                "step_gflop": ours["flops"] / 1e9,
-                "jax_achieved_tflop_s": ours["flops"] / ours["step_s"] / 1e12,
-            }
-            if peak:
-                row["jax_mfu"] = ours["flops"] / ours["step_s"] / (peak * 1e12)
-            if peer:
-                row["peer_train_img_s"] = b / peer["step_s"]
-                row["peer_infer_img_s"] = b / peer["infer_s"]
-                row["train_ratio"] = peer["step_s"] / ours["step_s"]
-                row["infer_ratio"] = peer["infer_s"] / ours["infer_s"]
-                if peak:
-                    row["peer_mfu"] = ours["flops"] / peer["step_s"] / (peak * 1e12)
-            print(
-                json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+            infers = interleaved_medians(
+                {k: v["infer"] for k, v in sides.items()}, args.warmup, args.iters
             )
-            print(
-                f"{b}x{h}x{w} {dtype}: train jaxvision {row['jax_train_img_s']:.2f} img/s"
-                + (
-                    f" vs HF {row['peer_train_img_s']:.2f} (x{row['train_ratio']:.2f})"
-                    if peer
-                    else ""
-                )
-                + f"; inference {row['jax_infer_img_s']:.2f}"
-                + (f" vs {row['peer_infer_img_s']:.2f} (x{row['infer_ratio']:.2f})" if peer else "")
-                + f"; compile {row['jax_compile_s']:.1f} s",
-                flush=True,
-            )
+            peer = None if args.skip_peer else dict(step_s=steps["peer"], infer_s=infers["peer"])
+            for lowering in lowerings:
+                ours = sides[lowering] | dict(step_s=steps[lowering], infer_s=infers[lowering])
+                report(b, h, w, dtype, lowering, ours, peer, device, args)
+
+
+def report(b, h, w, dtype, lowering, ours, peer, device, args) -> None:
+    """Prints one result row (JSON, then a readable line)."""
+    peak = args.peak_tflops or (
+        {"bf16": 989.0, "fp32": 494.0}[dtype]
+        if "H100" in device.device_kind or "H200" in device.device_kind
+        else None
+    )
+    row = {
+        "shape": f"{b}x{h}x{w}",
+        "dtype": dtype,
+        "cpu_lowering": lowering if device.platform == "cpu" else None,
+        "jax_train_img_s": b / ours["step_s"],
+        "jax_infer_img_s": b / ours["infer_s"],
+        "jax_compile_s": ours["compile_s"],
+        "step_gflop": ours["flops"] / 1e9,
+        "jax_achieved_tflop_s": ours["flops"] / ours["step_s"] / 1e12,
+    }
+    if peak:
+        row["jax_mfu"] = ours["flops"] / ours["step_s"] / (peak * 1e12)
+    if peer:
+        row["peer_train_img_s"] = b / peer["step_s"]
+        row["peer_infer_img_s"] = b / peer["infer_s"]
+        row["train_ratio"] = peer["step_s"] / ours["step_s"]
+        row["infer_ratio"] = peer["infer_s"] / ours["infer_s"]
+        if peak:
+            row["peer_mfu"] = ours["flops"] / peer["step_s"] / (peak * 1e12)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    print(
+        f"{b}x{h}x{w} {dtype} ({row['cpu_lowering']}): train jaxvision "
+        + f"{row['jax_train_img_s']:.2f} img/s"
+        + (f" vs HF {row['peer_train_img_s']:.2f} (x{row['train_ratio']:.2f})" if peer else "")
+        + f"; inference {row['jax_infer_img_s']:.2f}"
+        + (f" vs {row['peer_infer_img_s']:.2f} (x{row['infer_ratio']:.2f})" if peer else "")
+        + f"; compile {row['jax_compile_s']:.1f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

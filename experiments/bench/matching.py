@@ -4,9 +4,11 @@ Run:  python experiments/bench/matching.py [--repeats 100]
 
 Three workloads of DETR-like costs (5 * L1 - 2 * GIoU - prob between random boxes):
 64 images x 100 queries x 1..19 targets padded to 20 (a DETR batch), 4 x 300 x up to 100,
-and 8 x 100 x 100 dense. Every time is the median of ``--repeats`` calls after a warm-up
-(optax: a tenth as many), the device result awaited with ``block_until_ready``; the compared
-functions are called in turn so that a shared machine's load bursts hit them alike.
+and 8 x 100 x 100 dense. "no row reduction" is the CPU solver without the row-reduction
+rounds it runs on dense problems (at least 64 rows), as it was before them. Every time is the
+median of ``--repeats`` calls after a warm-up (optax: a tenth as many), the device result
+awaited with ``block_until_ready``; the compared functions are called in turn so that a
+shared machine's load bursts hit them alike.
 scipy's time includes the copy of the cost matrix to the host, as in DETR's matcher; optax
 is given each image's [Q, T] matrix with padded targets set to cost 0 (a constant cost
 keeps its matching of the real targets exact). Compile times are the first call's (tracing
@@ -29,6 +31,7 @@ from scipy.optimize import linear_sum_assignment as scipy_lsa
 
 from jaxvision import matching
 from jaxvision._src.boxes.formats import convert_host
+from jaxvision._src.matching import augmenting_path
 
 
 def detr_like_costs(rng: np.random.Generator, b: int, q: int, t: int) -> np.ndarray:
@@ -99,6 +102,13 @@ def run(name: str, b: int, q: int, t: int, counts: np.ndarray, repeats: int, rng
     exact = jax.jit(matching.hungarian_match)
     greedy = jax.jit(matching.greedy_match)
     compile_jv = compile_ms(exact, costs, mask)
+    # The CPU solver without its row-reduction rounds for dense problems (the solver before
+    # they were added): the threshold is read while tracing.
+    no_reduction = jax.jit(lambda c, m: matching.hungarian_match.__wrapped__(c, m))
+    dense_rows = augmenting_path._DENSE_ROWS
+    augmenting_path._DENSE_ROWS = 10**9
+    compile_no_reduction = compile_ms(no_reduction, costs, mask)
+    augmenting_path._DENSE_ROWS = dense_rows
     compile_greedy = compile_ms(greedy, costs, mask)
     compile_optax = compile_ms(optax_batched, costs, mask)
 
@@ -116,6 +126,7 @@ def run(name: str, b: int, q: int, t: int, counts: np.ndarray, repeats: int, rng
     fns = {
         "jaxvision.hungarian_match": lambda: exact(costs, mask),
         "scipy loop (incl. copy to host)": lambda: scipy_loop(costs, counts),
+        "jaxvision, no row reduction": lambda: no_reduction(costs, mask),
         "jaxvision.greedy_match (approx.)": lambda: greedy(costs, mask),
     }
     compile_xla_loop = None
@@ -134,6 +145,7 @@ def run(name: str, b: int, q: int, t: int, counts: np.ndarray, repeats: int, rng
     compiles = {
         "jaxvision, XLA loop (no kernel)": compile_xla_loop,
         "jaxvision.hungarian_match": compile_jv,
+        "jaxvision, no row reduction": compile_no_reduction,
         "optax hungarian, jit+vmap": compile_optax,
         "jaxvision.greedy_match (approx.)": compile_greedy,
     }
@@ -148,6 +160,7 @@ def run(name: str, b: int, q: int, t: int, counts: np.ndarray, repeats: int, rng
     for label in [
         "jaxvision.hungarian_match",
         "scipy loop (incl. copy to host)",
+        "jaxvision, no row reduction",
         "optax hungarian, jit+vmap",
         "jaxvision.greedy_match (approx.)",
         "jaxvision, XLA loop (no kernel)",
@@ -167,9 +180,11 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, optax {optax.__version__}")
+    print(f"load average at the start: {open('/proc/loadavg').read().split()[:3]}")
     run("DETR batch", 64, 100, 20, rng.integers(1, 20, 64), args.repeats, rng)
     run("large images", 4, 300, 100, np.array([100, 1, 37, 64]), args.repeats, rng)
     run("dense", 8, 100, 100, np.full(8, 100), args.repeats, rng)
+    print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}")
 
 
 if __name__ == "__main__":

@@ -324,3 +324,33 @@ def test_method_is_a_static_keyword_and_bad_values_name_it():
         matching.hungarian_match(costs, mask, method="kernel")
     with pytest.raises(TypeError):
         matching.linear_sum_assignment(costs[0], True)  # maximize is keyword-only
+
+
+def test_row_reduction_start_is_exact(monkeypatch):
+    # Dense problems (many rows) get rounds of augmenting row reduction after the greedy
+    # start on the CPU; forced here on small ones, in one batch (one compile): random, tied,
+    # with forbidden (+inf) entries, and with only some rows to assign (rectangular).
+    from jaxvision._src.matching import augmenting_path
+
+    monkeypatch.setattr(augmenting_path, "_DENSE_ROWS", 1)
+    monkeypatch.setattr(augmenting_path, "_REDUCTION_ROUNDS", 5)
+    rng = np.random.default_rng(14)
+    n = 12
+    forbidden = rng.uniform(size=(100, n, n)) < 0.3
+    forbidden[:, np.arange(n), rng.permutation(n)] = False  # a feasible assignment stays
+    cost = np.concatenate(
+        [
+            rng.uniform(size=(100, n, n)),
+            rng.integers(0, 3, (100, n, n)),
+            np.where(forbidden, np.inf, rng.normal(size=(100, n, n))),
+        ]
+    ).astype(np.float32)  # [B, columns, rows]: the solver's layout
+    active = rng.uniform(size=(300, n)) < np.where(np.arange(300) % 2, 1.0, 0.6)[:, None]
+    solve = jax.jit(lambda c, a: augmenting_path._solve_on_cpu(c, a, None))
+    col4row, row4col = jax.device_get(solve(cost, active))
+    for c, real, cols, rows in zip(cost.astype(np.float64), active, col4row, row4col, strict=True):
+        sub = c[:, real].T  # rows x columns
+        assert np.all(cols[~real] == -1) and np.all(rows[cols[real]] == np.flatnonzero(real))
+        assert len(set(cols[real].tolist())) == real.sum()
+        total = sub[np.arange(len(sub)), cols[real]].sum()
+        assert_same_total(total, sub[scipy_lsa(sub)].sum(), 1.0)

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jaxvision._src.export import export
+from jaxvision._src.models.conv_norm import conv_norm
 from jaxvision._src.nn.frozen_batch_norm import FrozenBatchNorm
 
 _BLOCKS = ("bottleneck", "basic")
@@ -140,11 +141,11 @@ class ResNetBlock(nnx.Module):
         y = x
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            y = norm(conv(y))
+            y = conv_norm(conv, norm, y)
             if i < last:
                 y = jax.nn.relu(y)
         if self.shortcut_conv is not None:
-            x = self.shortcut_norm(self.shortcut_conv(x))
+            x = conv_norm(self.shortcut_conv, self.shortcut_norm, x)
         return jax.nn.relu(y + x)
 
 
@@ -204,7 +205,7 @@ class ResNet(nnx.Module):
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """``images``: ``[B, H, W, C]`` -> ``[B, ceil(H / stride), ceil(W / stride), C_out]``."""
-        x = jax.nn.relu(self.stem_norm(self.stem_conv(images)))
+        x = jax.nn.relu(conv_norm(self.stem_conv, self.stem_norm, images))
         if self.config.stem_pool:
             x = jax.lax.reduce_window(
                 x,
