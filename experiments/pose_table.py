@@ -1,6 +1,6 @@
 """The paper-style table: every head at two map (or input) resolutions, trained the same way.
 
-    python experiments/pose_table.py --root runs/pose_table [--steps 300]
+    python experiments/pose_table.py --root runs/pose_table [--steps 200]
 
 Each row is one ``experiments/train_pose.py`` run on the generated figures (the same data,
 steps, batch and learning rate); the heatmap run is decoded with argmax and with DARK,
@@ -36,7 +36,7 @@ ROWS: tuple[tuple[str, list[str]], ...] = (
     ("heatmap s8", ["head=heatmap", "deconv_layers=1"]),
     ("simcc s8", ["head=simcc", "deconv_layers=1"]),
     ("rle 48x32", ["head=rle", "input_h=48", "input_w=32"]),
-    ("integral L1 only s4", ["head=integral"]),
+    ("integral L1 only s4", ["head=integral", "integral_heatmap_weight=0"]),
 )
 
 
@@ -88,7 +88,7 @@ def table(rows: list[tuple[str, dict]]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--data-dir", default="")
     p.add_argument("--only", nargs="*", default=None, help="row names to run")
     p.add_argument("--report", action="store_true", help="print the rows done, train none")
