@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,54 +33,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxvision import data, keypoints, metrics, models, parallel, train
+from jaxvision import data, keypoints, losses, metrics, models, parallel, train
 
-
-@dataclasses.dataclass
-class Config:
-    """One flat training configuration; the presets below fill it."""
-
-    head: str = "integral"  # heatmap | integral | simcc | rle
-    model: str = "small"  # small (CPU preset) | resnet50
-    input_h: int = 64
-    input_w: int = 48
-    integral_debias: bool = False
-    deconv_layers: int = 0  # 0: the preset's (2 for small, 3 for resnet50); 1 fewer = stride x2
-    heatmap_sigma: float = 1.0  # map pixels
-    simcc_sigma: float = 2.0  # bins
-    coco_dir: str = ""  # empty: generated figures
-    data_dir: str = ""  # where generated data is cached (default: <workdir>/data)
-    train_images: int = 2000
-    val_images: int = 200
-    image_size: int = 128
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 2e-3
-    warmup_steps: int = 100
-    weight_decay: float = 1e-4
-    log_every: int = 100
-    checkpoint_every: int = 500
-    seed: int = 0
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "integral": {},
-    "heatmap": {"head": "heatmap"},
-    "simcc": {"head": "simcc"},
-    "rle": {"head": "rle"},
-    "coco_r50": {
-        "model": "resnet50",
-        "input_h": 256,
-        "input_w": 192,
-        "heatmap_sigma": 2.0,
-        "simcc_sigma": 6.0,
-        "steps": 140 * 1170,
-        "batch_size": 128,
-        "lr": 1e-3,
-        "warmup_steps": 500,
-    },
-}
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pose_config import PRESETS, Config  # noqa: E402
 
 # ----------------------------------------------------------------------------- data
 
@@ -129,11 +86,12 @@ def normalise(images: jax.Array) -> jax.Array:
 
 def pose_config(cfg: Config) -> models.PoseConfig:
     size = (cfg.input_h, cfg.input_w)
+    extra = {"deconv_layers": cfg.deconv_layers} if cfg.deconv_layers else {}
     if cfg.model == "resnet50":
         return models.PoseConfig(
-            head=cfg.head, input_size=size, integral_debias=cfg.integral_debias
+            head=cfg.head, input_size=size, integral_debias=cfg.integral_debias, **extra
         )
-    return models.pose_small_config(cfg.head, size, integral_debias=cfg.integral_debias)
+    return models.pose_small_config(cfg.head, size, integral_debias=cfg.integral_debias, **extra)
 
 
 def init_state(cfg: Config, pcfg: models.PoseConfig, mesh):
@@ -162,10 +120,16 @@ def make_loss(cfg: Config, pcfg: models.PoseConfig, graphdef):
             heatmap_sigma=cfg.heatmap_sigma,
             simcc_sigma=cfg.simcc_sigma,
             flow_log_prob=model.flow if pcfg.head == "rle" else None,
+            integral_heatmap_weight=cfg.integral_heatmap_weight,
         )
+        terms = {}
+        if pcfg.head == "integral" and cfg.integral_heatmap_weight:
+            s = pcfg.map_stride
+            kp, w = batch["keypoints"], batch["weights"]
+            terms["l1"] = losses.integral_l1_loss(out["keypoints"] / s, kp / s, w)
         model.eval()
         _, _, new_state = nnx.split(model, nnx.Param, ...)
-        return loss, (new_state, {})
+        return loss, (new_state, terms)
 
     return loss_fn
 
@@ -255,13 +219,17 @@ def train_loop(cfg, state, step_fn, crops, run, timer) -> parallel.TrainState:
     for i in range(start, cfg.steps):
         with timer("data"):
             if batches is None:
-                batches = data.topdown_batches(crops, cfg.batch_size, seed=cfg.seed, epoch=epoch)
+                batches = data.topdown_batches(
+                    crops, cfg.batch_size, flip=cfg.flip, seed=cfg.seed, epoch=epoch
+                )
                 for _ in range(skip):
                     next(batches)
             batch = next(batches, None)
             if batch is None:
                 epoch, batches = epoch + 1, None
-                batches = data.topdown_batches(crops, cfg.batch_size, seed=cfg.seed, epoch=epoch)
+                batches = data.topdown_batches(
+                    crops, cfg.batch_size, flip=cfg.flip, seed=cfg.seed, epoch=epoch
+                )
                 batch = next(batches)
             batch.pop("index")
             batch = parallel.shard_batch(batch, mesh)
@@ -269,8 +237,9 @@ def train_loop(cfg, state, step_fn, crops, run, timer) -> parallel.TrainState:
             state, m = step_fn(state, batch, jax.random.key(i))
             values = train.check_finite(i + 1, m)
         if train.every(i + 1, cfg.log_every, total=cfg.steps):
-            writer.write(i + 1, loss=values["loss"])
-            print(f"step {i + 1}/{cfg.steps} loss {values['loss']:.4f}", flush=True)
+            writer.write(i + 1, **values)
+            terms = " ".join(f"{k} {v:.4f}" for k, v in values.items())
+            print(f"step {i + 1}/{cfg.steps} {terms}", flush=True)
         if train.every(i + 1, cfg.checkpoint_every, total=cfg.steps):
             ckpt.save(i + 1, state)
     ckpt.close()

@@ -12,7 +12,12 @@
    Taylor step, as mmpose's ``refine_keypoints_dark``; jaxvision blurs with sigma 2,
    cv2's sigma for an 11-tap kernel).
 
+3. Other formulations of the argmax + quarter decode (flat argmax, a masked iota
+   min-reduction, NumPy's layout, ``lax.reduce`` over (value, index) pairs, the previous
+   padded window), each checked equal to the library's output.
+
 Medians over ``--repeats`` after one warm-up call; the ratio is peer time / ours.
+``--only oks`` / ``--only decode`` runs one part.
 """
 
 from __future__ import annotations
@@ -131,6 +136,93 @@ def numpy_dark(h: np.ndarray) -> np.ndarray:
     return xy
 
 
+# ---------------------------------------------------------------- argmax formulations
+# Other ways to write the argmax + quarter decode of ``[N, H, W, K]`` maps, timed beside the
+# library's (the row holding the maximum, then the column in it; neighbours gathered at
+# clipped indices). Each returns ``[N, K, 2]`` and must equal the library's output.
+
+
+def _quarter_at(h, x, y):
+    from jaxvision._src.keypoints.argmax import _quarter
+
+    return jnp.stack([x, y], -1).astype(h.dtype) + 0.5 + _quarter(h, x, y)
+
+
+def _padded_patch_quarter(h):
+    """The previous library version: the 3 x 3 window gathered from a zero-padded copy."""
+    from jaxvision._src.keypoints.argmax import _flat_argmax
+
+    x, y, _ = _flat_argmax(h)
+    hp = jnp.pad(h, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    off = jnp.arange(3)[:, None]
+    rows = jnp.take_along_axis(hp, (y[..., None, :] + off)[..., :, None, :], axis=-3)
+    p = jnp.take_along_axis(rows, (x[..., None, :] + off)[..., None, :, :], axis=-2)
+    hh, ww = h.shape[1:3]
+    dx = jnp.where((x > 0) & (x < ww - 1), p[..., 1, 2, :] - p[..., 1, 0, :], 0.0)
+    dy = jnp.where((y > 0) & (y < hh - 1), p[..., 2, 1, :] - p[..., 0, 1, :], 0.0)
+    xy = jnp.stack([x, y], -1).astype(h.dtype) + 0.5
+    return xy + 0.25 * jnp.stack([jnp.sign(dx), jnp.sign(dy)], -1)
+
+
+def _flat_iota_min(h):
+    """One max, then the smallest flat index holding it (a masked iota min-reduction)."""
+    n, hh, ww, k = h.shape
+    f = h.reshape(n, hh * ww, k)
+    m = jnp.max(f, axis=1, keepdims=True)
+    idx = jnp.min(jnp.where(f == m, jax.lax.broadcasted_iota(jnp.int32, f.shape, 1), hh * ww), 1)
+    return _quarter_at(h, idx % ww, idx // ww)
+
+
+def _flat_argmax_hwk(h):
+    """``jnp.argmax`` over the flattened ``H W`` axis, channels-last."""
+    n, hh, ww, k = h.shape
+    idx = jnp.argmax(h.reshape(n, hh * ww, k), axis=1)
+    return _quarter_at(h, idx % ww, idx // ww)
+
+
+def _transposed_argmax(h):
+    """Transpose to ``[N * K, H * W]`` (NumPy's layout), then ``jnp.argmax``."""
+    n, hh, ww, k = h.shape
+    idx = jnp.argmax(jnp.moveaxis(h, -1, 1).reshape(n * k, hh * ww), -1).reshape(n, k)
+    return _quarter_at(h, idx % ww, idx // ww)
+
+
+def _pair_reduce(h):
+    """``lax.reduce`` over ``(value, flat index)`` pairs, first occurrence on ties."""
+    n, hh, ww, k = h.shape
+    io = jax.lax.broadcasted_iota(jnp.int32, h.shape, 1) * ww
+    io = io + jax.lax.broadcasted_iota(jnp.int32, h.shape, 2)
+
+    def pick(a, b):
+        first = (a[0] > b[0]) | ((a[0] == b[0]) & (a[1] < b[1]))
+        return jnp.where(first, a[0], b[0]), jnp.where(first, a[1], b[1])
+
+    init = (jnp.array(-jnp.inf, h.dtype), jnp.array(hh * ww, jnp.int32))
+    _, idx = jax.lax.reduce((h, io), init, pick, (1, 2))
+    return _quarter_at(h, idx % ww, idx // ww)
+
+
+FORMULATIONS = (
+    ("library: row max, column in that row, clipped gathers", None),
+    ("previous: the same with a zero-padded copy for the window", _padded_patch_quarter),
+    ("max then masked iota min over [N, H*W, K]", _flat_iota_min),
+    ("jnp.argmax over [N, H*W, K]", _flat_argmax_hwk),
+    ("transpose to [N*K, H*W], jnp.argmax", _transposed_argmax),
+    ("lax.reduce of (value, index) pairs", _pair_reduce),
+)
+
+
+def bench_formulations(maps, maps_np, repeats: int) -> None:
+    peer = median_time(lambda: numpy_argmax_quarter(maps_np), repeats)
+    want = np.asarray(kps.heatmap_argmax(maps, refine="quarter")[0])
+    print(f"argmax + quarter formulations (vectorised NumPy: {peer * 1e3:.2f} ms)")
+    for name, f in FORMULATIONS:
+        jf = jax.jit(f or (lambda h: kps.heatmap_argmax(h, refine="quarter")[0]))
+        np.testing.assert_array_equal(np.asarray(jf(maps)), want)
+        t = median_time(lambda jf=jf: jax.block_until_ready(jf(maps)), repeats)
+        print(f"  {name}: {t * 1e3:.2f} ms, ratio NumPy / this {peer / t:.2f}x")
+
+
 def bench_oks(images: int, repeats: int) -> None:
     pred, gt, areas, boxes = oks_case(images, np.random.default_rng(0))
     args = [jnp.asarray(a, jnp.float32) for a in (pred, gt, areas, boxes)]
@@ -169,16 +261,20 @@ def bench_decode(repeats: int) -> None:
             f"{peer * 1e3:.2f} ms, ratio {peer / ours:.1f}x (median |diff| "
             f"{np.median(diff):.1e} px)"
         )
+    bench_formulations(maps, maps_np, repeats)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=("oks", "decode"), default=None)
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}")
-    bench_oks(args.images, args.repeats)
-    bench_decode(args.repeats)
+    if args.only != "decode":
+        bench_oks(args.images, args.repeats)
+    if args.only != "oks":
+        bench_decode(args.repeats)
 
 
 if __name__ == "__main__":

@@ -131,12 +131,20 @@ def test_soft_argmax_finite_values_and_grads():
     const = jnp.zeros((8, 8, 2))
     peaky = jnp.zeros((8, 8, 2)).at[3, 4].set(100.0)
     maps = jnp.stack([const, peaky])
-    for beta in (1.0, 1e4):
-        for debias in (False, True):
-            f = jax.jit(lambda h, b=beta, d=debias: soft_argmax(h, beta=b, debias=d))
-            v = f(maps)
-            g = jax.jit(jax.grad(lambda h, f=f: jnp.sum(f(h))))(maps)
-            assert np.isfinite(np.asarray(v)).all() and np.isfinite(np.asarray(g)).all()
+    variants = [(beta, debias) for beta in (1.0, 1e4) for debias in (False, True)]
+
+    @jax.jit
+    def values_and_grads(h):  # every variant in one compilation
+        def f(h, b, d):
+            return soft_argmax(h, beta=b, debias=d)
+
+        out = []
+        for b, d in variants:
+            out.append((f(h, b, d), jax.grad(lambda x, b=b, d=d: jnp.sum(f(x, b, d)))(h)))
+        return out
+
+    for v, g in values_and_grads(maps):
+        assert np.isfinite(np.asarray(v)).all() and np.isfinite(np.asarray(g)).all()
     np.testing.assert_allclose(soft_argmax(const, debias=True), 4.0)  # the map's centre
     np.testing.assert_allclose(soft_argmax(peaky, beta=1e4)[0], [4.5, 3.5])
 
@@ -148,9 +156,15 @@ def test_soft_argmax_under_jit_and_vmap():
 
 
 def test_simcc_anchor_values():
-    lx, ly = simcc_encode(np.array([[10.3, 100.3]]), None, (256, 192), split_ratio=2.0)
+    # One compilation for encode + decode (op-by-op dispatch compiles every op).
+    @jax.jit
+    def encode_decode(kp):
+        lx, ly = simcc_encode(kp, None, (256, 192), split_ratio=2.0)
+        return lx, ly, simcc_decode(lx, ly, split_ratio=2.0)[0]
+
+    lx, ly, dec = encode_decode(np.array([[10.3, 100.3]]))
     assert int(np.argmax(lx[0])) == 21
-    np.testing.assert_allclose(simcc_decode(lx, ly, split_ratio=2.0)[0][0, 0], 10.5)
+    np.testing.assert_allclose(dec[0, 0], 10.5)
     # Away from the grid's edge the normalised Gaussian has peak 1 / (6 sqrt(2 pi)).
     np.testing.assert_allclose(ly.max(), 0.066490, rtol=1e-4)
     np.testing.assert_allclose(lx.max(), 0.066490, rtol=5e-4)  # cut 3.5 sigma from bin 0

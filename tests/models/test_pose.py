@@ -33,69 +33,59 @@ def _batch(rng, b=2):
 
 
 @pytest.mark.parametrize("head", ["heatmap", "integral", "simcc", "rle"])
-def test_heads_shapes_finite_loss_grads_and_decode(head):
+def test_heads_shapes_finite_loss_grads_decode_and_a_few_steps_lower_the_loss(head):
     cfg = _tiny(head)
     model = PoseModel(cfg, rngs=nnx.Rngs(0))
-    images, kp, w = _batch(np.random.default_rng(0))
+    images, kp, w = _batch(np.random.default_rng(0), b=4)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt = optax.adam(3e-3)
 
-    @jax.jit
-    def loss_and_decode(params):
+    @jax.jit  # one compilation: loss, gradients, an Adam step and the decode
+    def step(params, opt_state):
         def loss(params):
             m = nnx.merge(graphdef, params, rest, copy=True)
             out = m(images)
             return pose_loss(out, kp, w, cfg, flow_log_prob=m.flow if head == "rle" else None)
 
         value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
         m = nnx.merge(graphdef, params, rest, copy=True)
         m.eval()
-        return value, grads, pose_decode(m(images), cfg)
+        return (
+            value,
+            grads,
+            pose_decode(m(images), cfg),
+            optax.apply_updates(params, updates),
+            opt_state,
+        )
 
-    value, grads, (xy, score) = loss_and_decode(params)
+    value, grads, (xy, score), new_params, opt_state = step(params, opt.init(params))
     assert np.isfinite(float(value))
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
-    assert xy.shape == (2, 17, 2) and score.shape == (2, 17)
+    assert xy.shape == (4, 17, 2) and score.shape == (4, 17)
+    assert np.isfinite(np.asarray(xy)).all() and np.isfinite(np.asarray(score)).all()
     assert cfg.map_size == ((4, 4) if head == "rle" else (8, 8))
+    losses = [float(value)]
+    for _ in range(7):
+        value, _, _, new_params, opt_state = step(new_params, opt_state)
+        losses.append(float(value))
+    assert losses[-1] < losses[0], losses
 
 
 def test_batch_norm_follows_train_and_eval():
     cfg = _tiny("heatmap")
     model = PoseModel(cfg, rngs=nnx.Rngs(0))
     images = np.random.default_rng(1).uniform(size=(4, *SIZE, 3)).astype(np.float32)
+    forward = nnx.jit(lambda m, x: m(x)["heatmaps"])  # one compilation per mode and shape
     before = np.asarray(model.backbone.stem_norm.mean[...])
     model.train()
-    model(images)
+    forward(model, images)
     after = np.asarray(model.backbone.stem_norm.mean[...])
     assert not np.allclose(before, after)  # running statistics updated in train mode
     model.eval()
-    a = model(images)["heatmaps"]
+    a = forward(model, images)
     np.testing.assert_allclose(model.backbone.stem_norm.mean[...], after)
-    np.testing.assert_allclose(model(images[:1])["heatmaps"], a[:1], rtol=1e-4, atol=1e-6)
-
-
-def test_a_few_integral_steps_lower_the_loss():
-    cfg = _tiny("integral")
-    model = PoseModel(cfg, rngs=nnx.Rngs(0))
-    images, kp, w = _batch(np.random.default_rng(2), b=4)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    opt = optax.adam(3e-3)
-    opt_state = opt.init(params)
-
-    @jax.jit
-    def step(params, rest, opt_state):
-        def loss_fn(p):
-            m = nnx.merge(graphdef, p, rest, copy=True)
-            return pose_loss(m(images), kp, w, cfg), nnx.state(m, nnx.BatchStat)
-
-        (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = opt.update(g, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    losses = []
-    for _ in range(8):
-        params, opt_state, loss = step(params, rest, opt_state)
-        losses.append(float(loss))
-    assert losses[-1] < losses[0]
+    np.testing.assert_allclose(forward(model, images[:1]), a[:1], rtol=1e-4, atol=1e-6)
 
 
 def _torch_resnet(torch, widths, stem):
@@ -173,3 +163,25 @@ def test_bad_config_and_input_are_named():
     model = PoseModel(_tiny("heatmap"), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="images"):
         model(np.zeros((1, 16, 32, 3), np.float32))
+
+
+def test_integral_distribution_regulariser_is_the_kl_to_the_normalised_gaussian():
+    cfg = _tiny("integral")  # 8 x 8 map, stride 4
+    kp = np.array([[[10.0, 14.0], [20.0, 6.0]]], np.float32)  # input px; K = 2
+    w = np.array([[1.0, 0.0]], np.float32)
+    kp17 = np.zeros((1, 17, 2), np.float32)
+    kp17[:, :2] = kp
+    w17 = np.zeros((1, 17), np.float32)
+    w17[:, :2] = w
+    # float64 NumPy: the unbiased Gaussian (sigma 1 map px) at the map coordinate, normalised.
+    c = (np.arange(8) + 0.5)[None, :]
+    m = kp[0, 0] / 4
+    g = np.exp(-((c.T - m[1]) ** 2 + (c - m[0]) ** 2) / 2.0)
+    t = g / g.sum()
+    uniform = np.zeros((1, 8, 8, 17), np.float32)
+    peaked = uniform.copy()
+    peaked[0, :, :, 0] = np.log(t)
+    for logits, want in ((uniform, np.sum(t * np.log(t * 64))), (peaked, 0.0)):
+        out = {"heatmaps": logits, "keypoints": kp17}  # the L1 term is 0
+        got = pose_loss(out, kp17, w17, cfg, heatmap_sigma=1.0, integral_heatmap_weight=2.0)
+        np.testing.assert_allclose(float(got), 2.0 * want, rtol=1e-5, atol=1e-5)

@@ -30,12 +30,21 @@ def _flat_argmax(h: Array) -> tuple[Array, Array, Array]:
 
 
 def _patch(h: Array, x: Array, y: Array, r: int) -> Array:
-    """The ``[..., 2r+1, 2r+1, K]`` window of ``h`` centred on ``(x, y)``, zeros outside."""
-    pad = [(0, 0)] * (h.ndim - 3) + [(r, r), (r, r), (0, 0)]
-    hp = jnp.pad(h, pad)
-    off = jnp.arange(2 * r + 1)[:, None]
-    rows = jnp.take_along_axis(hp, (y[..., None, :] + off)[..., :, None, :], axis=-3)
-    return jnp.take_along_axis(rows, (x[..., None, :] + off)[..., None, :, :], axis=-2)
+    """The ``[..., 2r+1, 2r+1, K]`` window of ``h`` centred on ``(x, y)``, zeros outside.
+
+    Gathers the ``2r + 1`` rows, then the columns within them, at clipped indices and
+    zeroes what falls outside: padding the whole map first would copy all of it (half the
+    decode time of a 64 x 17 x 64 x 48 batch on CPU).
+    """
+    height, width = h.shape[-3:-1]
+    off = jnp.arange(-r, r + 1)[:, None]
+    ys, xs = y[..., None, :] + off, x[..., None, :] + off  # [..., P, K]
+    rows = jnp.take_along_axis(h, jnp.clip(ys, 0, height - 1)[..., :, None, :], axis=-3)
+    p = jnp.take_along_axis(rows, jnp.clip(xs, 0, width - 1)[..., None, :, :], axis=-2)
+    inside = ((ys >= 0) & (ys < height))[..., :, None, :] & ((xs >= 0) & (xs < width))[
+        ..., None, :, :
+    ]
+    return jnp.where(inside, p, jnp.zeros((), h.dtype))
 
 
 def _blur_patch(p: Array, sigma: float, r: int) -> Array:

@@ -30,12 +30,18 @@ def pose_loss(
     heatmap_sigma: float = 2.0,
     simcc_sigma: float = 2.0,
     flow_log_prob: Callable[[jax.Array], jax.Array] | None = None,
+    integral_heatmap_weight: float = 0.0,
 ) -> jax.Array:
     """The loss of ``config.head`` for ``keypoints [B, K, 2]`` in input pixels.
 
     - heatmap: ``losses.heatmap_mse_loss`` against unbiased Gaussians of ``heatmap_sigma``
       map pixels, times 1000 (the MSE of peak-1 maps is small; scaled for readability).
-    - integral: ``losses.integral_l1_loss`` in map pixels.
+    - integral: ``losses.integral_l1_loss`` in map pixels, plus, with
+      ``integral_heatmap_weight > 0``, that weight times the KL divergence from the
+      normalised unbiased Gaussian of ``heatmap_sigma`` map pixels at the target to the
+      softmax of the maps, averaged over labelled keypoints (the distribution regulariser
+      of DSNT, Nibali et al. 2018, arXiv 1801.07372: it shapes the softmax into one peak at
+      the keypoint, so the L1 no longer has to find it from a flat start).
     - simcc: ``losses.simcc_kl_loss`` (beta 1) against Gaussian labels of ``simcc_sigma``
       bins.
     - rle: ``losses.rle_loss`` on coordinates normalised by the input size, with
@@ -57,7 +63,12 @@ def pose_loss(
         )
         return 1000.0 * heatmap_mse_loss(outputs["heatmaps"], target, weights)
     if config.head == "integral":
-        return integral_l1_loss(outputs["keypoints"] / s, keypoints / s, weights)
+        loss = integral_l1_loss(outputs["keypoints"] / s, keypoints / s, weights)
+        if integral_heatmap_weight:
+            loss = loss + integral_heatmap_weight * _heatmap_kl(
+                outputs["heatmaps"], keypoints / s, weights, config.map_size, heatmap_sigma
+            )
+        return loss
     if config.head == "simcc":
         tx, ty = simcc_encode(
             keypoints,
@@ -76,6 +87,20 @@ def pose_loss(
         weights,
         log_prob=flow_log_prob,
     )
+
+
+def _heatmap_kl(
+    logits: jax.Array, keypoints: jax.Array, weights: jax.Array, size, sigma: float
+) -> jax.Array:
+    """``KL(t || softmax(logits))`` per keypoint, ``t`` the normalised Gaussian at the
+    target; mean over the keypoints with weight > 0 (0 when there are none)."""
+    t = gaussian_heatmaps(keypoints, None, size, sigma=sigma, unbiased=True)
+    b, k = weights.shape
+    t = t.reshape(b, -1, k)
+    t = t / jnp.maximum(jnp.sum(t, axis=1, keepdims=True), 1e-12)
+    logp = jax.nn.log_softmax(logits.reshape(b, -1, k), axis=1)
+    kl = jnp.sum(jnp.where(t > 0, t * (jnp.log(jnp.maximum(t, 1e-30)) - logp), 0.0), axis=1)
+    return jnp.sum(kl * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 @export("models.pose_decode")
