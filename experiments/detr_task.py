@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -27,24 +26,12 @@ MODELS = {"detr_tiny": models.detr_tiny, "detr_r50": models.detr_r50}
 
 @dataclasses.dataclass
 class Data:
-    """Training records (shapes arrays or a COCO reader) and the held-out split.
-
-    The shapes arrays may still be being generated in a background thread when this is
-    returned (``pending``); reading ``train`` waits for them, and re-raises what the
-    generation raised.
-    """
+    """Training records (shapes arrays or a COCO reader) and the held-out split."""
 
     class_names: tuple[str, ...]
-    pending: concurrent.futures.Future | dict[str, np.ndarray] | None  # shapes [N, ...]
+    train: dict[str, np.ndarray] | None  # in-memory arrays [N, ...] (shapes)
     train_coco: data.CocoDetection | None  # a COCO folder read lazily (coco)
     val: data.CocoDetection
-
-    @property
-    def train(self) -> dict[str, np.ndarray] | None:
-        """The in-memory training arrays ``[N, ...]`` (shapes), or None (COCO)."""
-        if isinstance(self.pending, concurrent.futures.Future):
-            self.pending = self.pending.result()
-        return self.pending
 
 
 def _barrier(name: str) -> None:
@@ -54,27 +41,15 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _shapes_train(cfg: Config) -> dict[str, np.ndarray]:
-    options = {"image_size": cfg.image_size, "max_objects": cfg.max_objects, "seed": cfg.seed}
-    return data.detection_targets(data.shapes_dataset(cfg.num_train, split="train", **options))
-
-
-def load_data(cfg: Config, workdir: Path, *, background: bool = False) -> Data:
+def load_data(cfg: Config, workdir: Path) -> Data:
     """Generates (shapes) or reads (COCO) the training data and the held-out split.
 
     The shapes validation split is a dataset derived from the configuration, kept in
-    ``workdir/shapes_val`` and regenerated when the options it depends on change. With
-    ``background``, the shapes training arrays are generated in a thread (NumPy releases
-    the GIL), so that the caller can compile the step meanwhile; the arrays are the same.
+    ``workdir/shapes_val`` and regenerated when the options it depends on change.
     """
     if cfg.dataset == "shapes":
         options = {"image_size": cfg.image_size, "max_objects": cfg.max_objects, "seed": cfg.seed}
-        if background:
-            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shapes")
-            pending: Any = pool.submit(_shapes_train, cfg)
-            pool.shutdown(wait=False)
-        else:
-            pending = _shapes_train(cfg)
+        train_set = data.shapes_dataset(cfg.num_train, split="train", **options)
         val_dir = workdir / "shapes_val"
         if jax.process_index() == 0:
 
@@ -84,8 +59,7 @@ def load_data(cfg: Config, workdir: Path, *, background: bool = False) -> Data:
             train.derived_dataset(val_dir, {**options, "num_val": cfg.num_val}, build)
         _barrier("val-export")
         val = data.read_coco_detection(val_dir / "annotations.json", val_dir / "images")
-        class_names = data.shapes_dataset(1, **options).class_names
-        return Data(class_names, pending, None, val)
+        return Data(train_set.class_names, data.detection_targets(train_set), None, val)
     root = Path(cfg.coco_dir)
     if not root.is_dir():
         raise train.ConfigError(f"coco_dir {root!s} is not a folder (preset {cfg.name} needs COCO)")
@@ -140,16 +114,6 @@ def _coco_batches(cfg: Config, coco: data.CocoDetection, mesh: Any, start: int) 
             if j >= skip:
                 yield parallel.shard_batch({k: batch[k][rows] for k in TARGET_KEYS}, mesh)
         epoch, skip = epoch + 1, 0
-
-
-def example_batch(cfg: Config, d: Data, mesh: jax.sharding.Mesh) -> Any:
-    """A global batch shaped, typed and sharded as those of :func:`train_batches`, from a
-    few generated images (for compiling the step before the training data is ready)."""
-    if d.train_coco is not None:
-        return next(_coco_batches(cfg, d.train_coco, mesh, 0))
-    options = {"image_size": cfg.image_size, "max_objects": cfg.max_objects, "seed": cfg.seed}
-    small = data.detection_targets(data.shapes_dataset(cfg.batch_size, split="val", **options))
-    return next(data.Loader(_Rows(small), global_batch_size=cfg.batch_size, seed=0, mesh=mesh))
 
 
 def val_batches(
@@ -221,11 +185,10 @@ def init_state(
 ) -> tuple[Any, parallel.TrainState, optax.GradientTransformation]:
     """The model's graph definition, its replicated train state at step 0, the optimizer.
 
-    The model is built eagerly: ``train.init_module`` would compile its initialisers in
-    half the CPU time, but its draws differ from the eager ones in the last bit of a few
+    The model is built eagerly. Built as one jitted program its initialisers compile in
+    half the CPU time, but their draws differ from the eager ones in the last bit of a few
     parameters, and a DETR trained from them follows another trajectory (AP50 0.884
-    instead of 0.952 for seed 0 of the main job): the main job keeps the recorded runs'
-    initialisation."""
+    instead of 0.952 for seed 0 of the main job, BENCHMARKS.md)."""
     model = build_model(cfg, num_classes)
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
     # Plain nested dicts of arrays, not trees of nnx.Variable: each step flattens its input

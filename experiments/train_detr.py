@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
         # --------------------------------------------------------------- data, model
-        with timer("prepare"):  # the training arrays are generated while the step compiles
-            d = detr_task.load_data(cfg, run.workdir, background=True)
+        with timer("prepare"):
+            d = detr_task.load_data(cfg, run.workdir)
             run.check_class_names(d.class_names, lead=lead)
             val = detr_task.val_batches(cfg, d.val)
             num_classes = len(d.class_names)
@@ -171,11 +171,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         predict = detr_task.make_predict(graphdef)
         rng = jax.random.key(cfg.seed)
-        with timer("compile"):
-            example = detr_task.example_batch(cfg, d, mesh)
-            step_fn.lower(state, example, jax.random.fold_in(rng, 0)).compile()
-        with timer("prepare"):
-            d.train  # noqa: B018 -- waits for the background generation
         num_params = sum(x.size for x in jax.tree.leaves(state.params))
         log(
             f"data: {len(d.val)} held-out images, {num_classes} classes; model {cfg.model}: "

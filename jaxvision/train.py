@@ -15,7 +15,6 @@ from jaxvision._src.train.evaluation import category_ids_by_name as category_ids
 from jaxvision._src.train.evaluation import evaluate_detection as evaluate_detection
 from jaxvision._src.train.evaluation import predict_batches as predict_batches
 from jaxvision._src.train.guard import check_finite as check_finite
-from jaxvision._src.train.init_module import init_module as init_module
 from jaxvision._src.train.metrics_writer import MetricsWriter as MetricsWriter
 from jaxvision._src.train.summary import print_summary as print_summary
 from jaxvision._src.train.summary import run_cli as run_cli
@@ -39,7 +38,6 @@ __all__ = [
     "derived_dataset",
     "evaluate_detection",
     "every",
-    "init_module",
     "override",
     "predict_batches",
     "print_summary",
