@@ -90,7 +90,12 @@ def make_loss_fn(cfg: Config, graphdef: Any, num_classes: int) -> Any:
         outputs = model(detr_task.normalise(batch["images"]), batch["pixel_mask"])
         targets = {k: batch[k] for k in ("labels", "boxes", "mask")}
         loss, metrics = models.detr_loss(
-            outputs, targets, num_classes=num_classes, axis_name=axis_name, **cfg.loss_kwargs
+            outputs,
+            targets,
+            num_classes=num_classes,
+            axis_name=axis_name,
+            query_groups=model.config.num_query_groups,
+            **cfg.loss_kwargs,
         )
         _, _, new_model_state = nnx.split(model, nnx.Param, ...)
         return loss, (nnx.to_pure_dict(new_model_state), metrics)

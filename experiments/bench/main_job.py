@@ -46,8 +46,14 @@ def _time(fn, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--groups", type=int, default=None, help="num_query_groups (default: the preset's)"
+    )
     args = parser.parse_args()
     cfg = detr_config.preset_shapes()
+    if args.groups is not None:
+        cfg.model_kwargs = {**cfg.model_kwargs, "num_query_groups": args.groups}
+    groups = cfg.model_kwargs.get("num_query_groups", 1)
     ds = data.shapes_dataset(cfg.batch_size, seed=0, image_size=cfg.image_size)
     arrays = data.detection_targets(ds)
     mesh = parallel.make_mesh()
@@ -64,7 +70,9 @@ def main() -> None:
         return model(detr_task.normalise(batch["images"]), batch["pixel_mask"])
 
     def criterion(outputs):
-        return models.detr_loss(outputs, targets, num_classes=ds.num_classes, **cfg.loss_kwargs)
+        return models.detr_loss(
+            outputs, targets, num_classes=ds.num_classes, query_groups=groups, **cfg.loss_kwargs
+        )
 
     fwd = jax.jit(forward)
     fwd_loss = jax.jit(lambda p, s, b: criterion(forward(p, s, b))[0])
@@ -83,7 +91,9 @@ def main() -> None:
 
     rows = {
         "forward (train mode)": lambda: fwd(state.params, state.model_state, batch),
-        "criterion alone (matching + losses, 3 decoder layers)": lambda: loss_only(outputs),
+        f"criterion alone (matching + losses, 2 decoder layers x {groups} groups)": lambda: (
+            loss_only(outputs)
+        ),
         "forward + criterion": lambda: fwd_loss(state.params, state.model_state, batch),
         "training step (+ backward, clip, AdamW)": train_step,
     }
@@ -91,7 +101,11 @@ def main() -> None:
     for name, fn in rows.items():
         r = results[name] = _time(fn, args.repeats)
         print(f"{name:<55} {r['wall_ms']:8.1f} ms wall {r['cpu_ms']:8.1f} ms CPU")
-    print(json.dumps({"jax": jax.__version__, "devices": jax.device_count(), **results}))
+    print(
+        json.dumps(
+            {"jax": jax.__version__, "devices": jax.device_count(), "groups": groups, **results}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ class DETRConfig:
       dropout: dropout after attention and in the feed-forward block (training only).
       attention_dropout: dropout on attention weights (training only).
       num_queries: learned object queries ``Q``.
+      num_query_groups: ``G``, query groups in training (Group DETR, Chen et al., ICCV
+        2023): ``G * Q`` learned queries, self-attention only within a group of ``Q``,
+        each group matched to the targets on its own (``detr_loss(query_groups=G)``), so
+        every target gets ``G`` positive queries per step. In eval mode only group 0
+        (the first ``Q`` queries) runs, so inference is unchanged. 1: plain DETR.
       normalize_before: pre-norm layers (post-norm, DETR's default, when False).
       position_encoding: ``"sine"`` (respects the padding mask) or ``"learned"``.
       max_learned_positions: table size of the learned encoding (feature-map side).
@@ -59,6 +64,7 @@ class DETRConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.1
     num_queries: int = 100
+    num_query_groups: int = 1
     normalize_before: bool = False
     position_encoding: str = "sine"
     max_learned_positions: int = 50
@@ -75,6 +81,8 @@ class DETRConfig:
             )
         if self.num_decoder_layers < 1 or self.num_encoder_layers < 0 or self.num_queries < 1:
             raise ValueError("need >= 1 decoder layer, >= 0 encoder layers and >= 1 query")
+        if self.num_query_groups < 1:
+            raise ValueError(f"num_query_groups must be >= 1, got {self.num_query_groups}")
         if self.position_encoding not in _POSITION_ENCODINGS:
             raise ValueError(
                 f"position_encoding must be one of {_POSITION_ENCODINGS}, "
@@ -113,7 +121,9 @@ class DETR(nnx.Module):
     never on what the padded pixels held.
 
     Returns a dict: ``"logits"`` ``[B, Q, C + 1]`` (no-object last), ``"boxes"``
-    ``[B, Q, 4]`` (cx, cy, w, h in [0, 1]), both float32, and, when ``config.aux_loss``,
+    ``[B, Q, 4]`` (cx, cy, w, h in [0, 1]), both float32 (in train mode with
+    ``config.num_query_groups = G > 1``: ``[B, G * Q, ...]``, group-major), and, when
+    ``config.aux_loss``,
     ``"aux"``: a tuple of ``{"logits", "boxes"}`` for decoder layers ``0..L-2``.
     Intermediate decoder outputs pass through the shared final LayerNorm before the heads,
     as in the official implementation.
@@ -137,7 +147,9 @@ class DETR(nnx.Module):
             self.position_encoding = LearnedPositionEncoding(
                 d // 2, max_size=c.max_learned_positions, dtype=dt, rngs=rngs
             )
-        self.query_embed = nnx.Param(jax.random.normal(rngs.params(), (c.num_queries, d)))
+        self.query_embed = nnx.Param(
+            jax.random.normal(rngs.params(), (c.num_query_groups * c.num_queries, d))
+        )
         layer_args = dict(
             dropout=c.dropout,
             attention_dropout=c.attention_dropout,
@@ -237,13 +249,13 @@ class DETR(nnx.Module):
             src = layer(src, pos, mask)
         if self.encoder_norm is not None:
             src = self.encoder_norm(src)
-        query_pos = jnp.broadcast_to(
-            self.query_embed[...].astype(dt)[None], (b, c.num_queries, c.d_model)
-        )
+        groups = 1 if self.deterministic else c.num_query_groups
+        queries = self.query_embed[...][: groups * c.num_queries].astype(dt)
+        query_pos = jnp.broadcast_to(queries[None], (b, *queries.shape))
         tgt = jnp.zeros_like(query_pos)
         hidden = []
         for i, layer in enumerate(self.decoder_layers):
-            tgt = layer(tgt, src, pos, query_pos, mask)
+            tgt = layer(tgt, src, pos, query_pos, mask, query_groups=groups)
             if c.aux_loss or i == len(self.decoder_layers) - 1:
                 hidden.append(self.decoder_norm(tgt))
         hs = jnp.stack(hidden)

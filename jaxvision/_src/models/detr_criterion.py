@@ -209,6 +209,7 @@ def detr_loss(
     aux_loss: bool = True,
     axis_name: str | None = None,
     matcher: Matcher | None = None,
+    query_groups: int = 1,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The DETR set criterion (Carion et al., ECCV 2020): matching, then CE + L1 + GIoU.
 
@@ -252,6 +253,12 @@ def detr_loss(
         target_of_query [B, Q])`` with -1 where unmatched, vmappable (it is mapped over
         the decoder layers); default ``jaxvision.matching.hungarian_match`` (exact), or
         ``jaxvision.matching.greedy_match``.
+      query_groups: ``G``; the ``Q`` queries of ``outputs`` are ``G`` consecutive groups
+        (Group DETR, Chen et al., ICCV 2023; ``DETRConfig.num_query_groups``), each
+        matched to all the targets on its own. The loss is then the mean over the groups
+        of each group's loss (every group counts as a copy of the batch: ``N`` and the
+        CE weights are summed over the groups), so ``G = 1`` is the plain criterion and
+        the scale of the loss does not grow with ``G`` (Group DETR sums the groups).
 
     Returns:
       ``(loss, metrics)``: the scalar total loss and a dict with ``loss_ce``, ``loss_bbox``,
@@ -265,6 +272,10 @@ def detr_loss(
     if not isinstance(num_classes, int | np.integer) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     labels, target_boxes, mask = _check_targets(targets, int(num_classes))
+    if query_groups != 1:
+        outputs, (labels, target_boxes, mask) = _split_query_groups(
+            outputs, (labels, target_boxes, mask), query_groups
+        )
     batch = labels.shape[0]
     all_logits, all_boxes = _stacked_layers(outputs, num_classes, batch, aux_loss)
     labels = jnp.where(mask, labels, 0)
@@ -301,6 +312,39 @@ def detr_loss(
     in_range = (labels >= 0) & (labels < num_classes)
     total = jnp.where(jnp.all(in_range | ~mask), total, jnp.nan)
     return total, _by_layer_name(per_layer)
+
+
+def _split_query_groups(
+    outputs: Mapping[str, Any], targets: tuple[jax.Array, ...], groups: int
+) -> tuple[dict[str, Any], tuple[jax.Array, ...]]:
+    """``G`` query groups as ``G`` copies of the batch: predictions ``[B, G * Q, ...]`` ->
+    ``[B * G, Q, ...]`` (image-major), every checked target array repeated ``G`` times."""
+    if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
+        raise ValueError(f"query_groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+
+    if not isinstance(outputs, Mapping):
+        raise TypeError(f"outputs must be a mapping, got {type(outputs).__name__}")
+
+    def split(layer: Mapping[str, Any], where: str) -> dict[str, Any]:
+        out = dict(layer)
+        for key in ("logits", "boxes"):
+            x = jnp.asarray(layer[key])
+            if x.ndim != 3 or x.shape[1] % groups:
+                raise ValueError(
+                    f"{where}[{key!r}] has shape {x.shape}: its query axis does not split "
+                    f"into query_groups={groups}"
+                )
+            b, q = x.shape[:2]
+            out[key] = x.reshape(b * groups, q // groups, x.shape[2])
+        return out
+
+    split_outputs = split(outputs, "outputs")
+    if outputs.get("aux"):
+        split_outputs["aux"] = tuple(
+            split(layer, f"outputs['aux'][{i}]") for i, layer in enumerate(outputs["aux"])
+        )
+    return split_outputs, tuple(jnp.repeat(t, groups, axis=0) for t in targets)
 
 
 def _stacked_layers(

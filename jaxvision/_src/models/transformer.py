@@ -131,13 +131,22 @@ class DecoderLayer(nnx.Module):
         pos: jax.Array,
         query_pos: jax.Array,
         memory_mask: jax.Array,
+        *,
+        query_groups: int = 1,
     ) -> jax.Array:
         """``tgt``, ``query_pos``: ``[B, Q, D]``; ``memory``, ``pos``: ``[B, L, D]``;
-        ``memory_mask``: ``[B, L]`` -> ``[B, Q, D]``."""
+        ``memory_mask``: ``[B, L]`` -> ``[B, Q, D]``. With ``query_groups = G`` the ``Q``
+        queries are ``G`` consecutive groups that attend only to their own group in the
+        self-attention (Group DETR); cross-attention and the feed-forward are per query."""
         pre = self.normalize_before
+        b, q, d = tgt.shape
+        if q % query_groups:
+            raise ValueError(f"{q} queries do not split into query_groups={query_groups}")
 
         def attend_queries(x: jax.Array) -> jax.Array:
-            return self.self_attn(x + query_pos, x + query_pos, x)
+            x = x.reshape(b * query_groups, q // query_groups, d)
+            qp = query_pos.reshape(x.shape)
+            return self.self_attn(x + qp, x + qp, x).reshape(b, q, d)
 
         def attend_memory(x: jax.Array) -> jax.Array:
             return self.cross_attn(
