@@ -19,9 +19,10 @@ What differs from the textbook loop, so that it runs well under ``jit`` on any d
   hardest first, 16 at a time (``lax.platform_dependent``; other devices run one flat loop).
 * Dense problems (``_DENSE_ROWS`` rows or more, at least half as many as columns; by shape
   at trace time; CPU) then get rounds of parallel augmenting row reduction
-  (:mod:`row_reduction`), which leave a few rows free and column duals under which every
+  (:mod:`row_reduction`), which leave few rows free and column duals under which every
   assigned row still sits at its minimum; on 100 x 100 problems the searches then take
-  about a quarter of the loop steps.
+  about 40% of the loop steps. A small batch of them then reads each row from a
+  transposed copy of the costs (a contiguous slice per step, not a strided column).
 * Row duals are never stored: an assigned row's dual is implied by complementary slackness,
   ``u[i] = c[i, col4row[i]] - v[col4row[i]]``, and the dual of the row being inserted can be
   taken as 0 because Dijkstra only needs non-negative reduced costs out of the other rows.

@@ -4,8 +4,9 @@ Jonker and Volgenant start their shortest-augmenting-path solver with an auction
 pass: a free row ``i`` bids for its cheapest column ``j1`` under the column duals ``v``,
 lowering ``v[j1]`` by the gap ``w2 - w1`` between its two smallest reduced costs, so that
 ``j1`` stays a minimum of row ``i`` (at ``w2``); the column's previous owner becomes free.
-Here every free row of every problem bids at once (a Jacobi round, one loop step): among
-the rows that bid for the same column the largest gap wins, the others stay free.
+Here the first ``bidders`` free rows of every problem bid at once (a Jacobi round, one loop
+step): among the rows that bid for the same column the largest gap wins, the others stay
+free.
 
 Every round keeps the invariant the searches of :mod:`augmenting_path` need: each assigned
 row sits at a minimum of ``cost - v`` over its columns (``v`` only ever decreases, and a
