@@ -19,9 +19,10 @@ What differs from the textbook loop, so that it runs well under ``jit`` on any d
   hardest first, 16 at a time (``lax.platform_dependent``; other devices run one flat loop).
 * Dense problems (``_DENSE_ROWS`` rows or more, at least half as many as columns; by shape
   at trace time; CPU) then get rounds of parallel augmenting row reduction
-  (:mod:`row_reduction`), which leave a few rows free and column duals under which every
+  (:mod:`row_reduction`), which leave few rows free and column duals under which every
   assigned row still sits at its minimum; on 100 x 100 problems the searches then take
-  about a quarter of the loop steps.
+  about 40% of the loop steps. A small batch of them then reads each row from a
+  transposed copy of the costs (a contiguous slice per step, not a strided column).
 * Row duals are never stored: an assigned row's dual is implied by complementary slackness,
   ``u[i] = c[i, col4row[i]] - v[col4row[i]]``, and the dual of the row being inserted can be
   taken as 0 because Dijkstra only needs non-negative reduced costs out of the other rows.
@@ -194,11 +195,17 @@ def _solve_on_cpu(
     best, big = _cheapest_columns(cost, row_active, n_pairs)
     col4row, row4col = _greedy_start(best, row_active, m)
     v = None
-    if n >= _DENSE_ROWS and 2 * n >= m:  # dense: chosen by shape at trace time
-        col4row, row4col, v = reduce_free_rows(
-            cost, row_active, big, col4row, row4col, rounds=_REDUCTION_ROUNDS
-        )
     slots = _CPU_SLOTS
+    if n >= _DENSE_ROWS and 2 * n >= m:  # dense: chosen by shape at trace time
+        # Cleaned costs with each row contiguous, read by the rounds and, for a small batch,
+        # by the searches (a row is then one contiguous slice instead of a strided column).
+        clean = cost if big is None else jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
+        rows = jnp.swapaxes(clean, 1, 2)
+        col4row, row4col, v = reduce_free_rows(
+            rows, row_active, col4row, row4col, rounds=_REDUCTION_ROUNDS, bidders=_BIDDERS
+        )
+        if b <= slots:
+            return _augment(cost, jnp.arange(b), row_active, None, col4row, row4col, v, rows)
     if b <= slots:
         return _augment(cost, jnp.arange(b), row_active, big, col4row, row4col, v)
 
@@ -230,9 +237,12 @@ def _solve_on_cpu(
 
 # Problems with at least this many rows, and at least half as many rows as columns, get up
 # to `_REDUCTION_ROUNDS` rounds of augmenting row reduction after the greedy start on the
-# CPU (see reduce_free_rows).
+# CPU, with up to `_BIDDERS` free rows bidding per round (see reduce_free_rows). On
+# 8 x 100 x 100 problems 32 rounds of 32 bidders left the fewest loop steps for their cost
+# (BENCHMARKS.md: 96 rounds of 16 cost twice as much for 30% fewer steps).
 _DENSE_ROWS = 64
-_REDUCTION_ROUNDS = 96
+_REDUCTION_ROUNDS = 32
+_BIDDERS = 32
 
 # Problems per round of the CPU solver: a loop step costs about 3 us + 0.45 us per problem
 # on XLA CPU, and most problems of a DETR batch need no search after the greedy start.
@@ -247,6 +257,7 @@ def _augment(
     col4row: jax.Array,
     row4col: jax.Array,
     v: jax.Array | None = None,
+    rows: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Completes a partial assignment whose assigned rows sit at their row minimum of
     ``cost - v`` (column duals ``v``, 0 when None).
@@ -260,6 +271,9 @@ def _augment(
       col4row: ``[S, N]`` int32 column of each assigned row, -1 where unassigned.
       row4col: ``[S, M]`` int32 row of each assigned column, -1 where free.
       v: ``[S, M]`` column duals, or None for 0.
+      rows: None, or the ``[S, N, M]`` cleaned costs of the slots' problems, each row
+        contiguous (then read instead of ``cost``; ``big`` must be None): on XLA CPU a
+        contiguous row per step is cheaper than a strided column of ``cost``.
 
     Returns:
       The completed ``(col4row, row4col)``.
@@ -316,7 +330,10 @@ def _augment(
     def body(s: dict) -> dict:
         searching = s["phase"] == _SEARCH
         # One Dijkstra step from row i.
-        row = clean(cost[problems, :, s["i"]], None if big is None else big[:, None])
+        if rows is None:
+            row = clean(cost[problems, :, s["i"]], None if big is None else big[:, None])
+        else:
+            row = jnp.take_along_axis(rows, s["i"][:, None, None], axis=1)[:, 0]
         reduced = s["min_val"][:, None] + row - s["ui"][:, None] - s["v"]
         better = searching[:, None] & ~s["scanned"] & (reduced < s["spc"])
         spc = jnp.where(better, reduced, s["spc"])
@@ -333,7 +350,8 @@ def _augment(
         sink = searching & (owner_j < 0)
         advance = searching & ~sink
         i = jnp.where(advance, owner_j, s["i"])
-        ui = jnp.where(advance, clean(cost[problems, j, i], big) - s["v"][slot, j], s["ui"])
+        c_ij = clean(cost[problems, j, i], big) if rows is None else rows[slot, i, j]
+        ui = jnp.where(advance, c_ij - s["v"][slot, j], s["ui"])
         min_val = jnp.where(searching, low, s["min_val"])
 
         # A free column reached: update the column duals of the scanned columns.

@@ -4,8 +4,9 @@ Jonker and Volgenant start their shortest-augmenting-path solver with an auction
 pass: a free row ``i`` bids for its cheapest column ``j1`` under the column duals ``v``,
 lowering ``v[j1]`` by the gap ``w2 - w1`` between its two smallest reduced costs, so that
 ``j1`` stays a minimum of row ``i`` (at ``w2``); the column's previous owner becomes free.
-Here every free row of every problem bids at once (a Jacobi round, one loop step): among
-the rows that bid for the same column the largest gap wins, the others stay free.
+Here the first ``bidders`` free rows of every problem bid at once (a Jacobi round, one loop
+step): among the rows that bid for the same column the largest gap wins, the others stay
+free.
 
 Every round keeps the invariant the searches of :mod:`augmenting_path` need: each assigned
 row sits at a minimum of ``cost - v`` over its columns (``v`` only ever decreases, and a
@@ -27,37 +28,35 @@ from jax import lax
 
 
 def reduce_free_rows(
-    cost: jax.Array,
+    rows: jax.Array,
     row_active: jax.Array,
-    big: jax.Array | None,
     col4row: jax.Array,
     row4col: jax.Array,
     *,
     rounds: int,
+    bidders: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Up to ``rounds`` rounds of parallel augmenting row reduction after the greedy start.
 
     Args:
-      cost: ``[B, M, N]`` costs, ``cost[b, j, i]`` for row ``i`` and column ``j``; ``+inf``
-        only at forbidden columns once ``big`` has replaced the other non-finite entries.
+      rows: ``[B, N, M]`` costs, ``rows[b, i, j]`` for row ``i`` and column ``j`` (each row
+        contiguous); finite but for ``+inf`` at forbidden columns.
       row_active: ``[B, N]`` bool rows to assign.
-      big: ``[B]`` stand-in for NaN and +-inf costs, or None when ``cost`` is clean.
       col4row: ``[B, N]`` int32 column of each row, -1 where free; every assigned row at
         its row minimum of ``cost`` (the greedy start).
       row4col: ``[B, M]`` int32 row of each column, -1 where free.
       rounds: static bound on the number of rounds; they stop earlier once no problem
         has more than ``_FREE_LEFT`` free rows.
+      bidders: static number of free rows of each problem that bid in a round (the
+        first ones; the others wait for a later round).
 
     Returns:
       ``(col4row, row4col, v)``: the new partial assignment and the ``[B, M]`` column duals
       under which every assigned row sits at its row minimum of ``cost - v``.
     """
-    b, m, n = cost.shape
-    dtype = cost.dtype
-    if big is not None:
-        cost = jnp.where(jnp.isfinite(cost), cost, big[:, None, None])
-    rows = jnp.swapaxes(cost, 1, 2)  # [B, N, M]: a row's columns contiguous
-    f = min(_BIDDERS, n)
+    b, n, m = rows.shape
+    dtype = rows.dtype
+    f = min(bidders, n)
     iota_f = jnp.arange(f, dtype=jnp.int32)
     iota_m = jnp.arange(m, dtype=jnp.int32)
     image = jnp.arange(b)[:, None]
@@ -97,14 +96,11 @@ def reduce_free_rows(
         return col4row, row4col, v.at[image, at].add(-gap, mode="drop"), r + 1
 
     # An exact zero that varies like `cost` inside shard_map (loop carries must match).
-    v = jnp.zeros((b, m), dtype) + jnp.sum(cost[:, :0, :0]).astype(dtype)
+    v = jnp.zeros((b, m), dtype) + jnp.sum(rows[:, :0, :0]).astype(dtype)
     r = jnp.zeros((), jnp.int32) + jnp.sum(col4row[:, :0])
     col4row, row4col, v, _ = lax.while_loop(unfinished, one_round, (col4row, row4col, v, r))
     return col4row, row4col, v
 
 
-# Free rows that bid in one round of each problem (the rest wait): a round's cost grows
-# with the number of bidders, and after the greedy start a third of the rows are free.
-_BIDDERS = 16
 # The rounds stop once no problem has more free rows than this (or after `rounds`).
 _FREE_LEFT = 4
