@@ -5,14 +5,16 @@
 # Usage (repository root, jaxvision's dependencies and the peers installed):
 #   bash experiments/bench/gpu.sh [OUT_DIR] [NAME ...]
 # NAME picks some of: matching boxes segmentation detr_step detr_step_large detr_loss
-# (default: all). Issue 19's GPU goals, all in one go with the peers: NMS on 20k boxes
-# <= 2 ms with torchvision's indices (boxes), the 16 x 512 x 1024 x 19 confusion matrix
-# <= 0.1 ms (segmentation), the DETR-R50 step at 4 x 800 x 1066 in fp32 and bf16 >= 4x HF
-# (detr_step_large), plus the 16 x 512 x 512 step and the matcher.
+# pose_step pose (default: all). Issue 19's GPU goals, all in one go with the peers: NMS on
+# 20k boxes <= 2 ms with torchvision's indices (boxes), the 16 x 512 x 1024 x 19 confusion
+# matrix <= 0.1 ms (segmentation), the DETR-R50 step at 4 x 800 x 1066 in fp32 and bf16 >= 4x
+# HF (detr_step_large), plus the 16 x 512 x 512 step and the matcher. Issue 14's: the
+# pose_resnet50 train step in images/s (pose_step; CPU dry run: pose_step.py --preset gpu
+# --batch 1 --iters 1) and the OKS / heatmap-decode benchmark on the device (pose).
 set -u
 out=${1:-bench_gpu_out}
 shift || true
-names=${*:-boxes segmentation detr_step_large detr_step matching detr_loss}
+names=${*:-boxes segmentation detr_step_large detr_step matching detr_loss pose_step pose}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # JAX and torch share the GPU in one process: keep JAX's preallocation below half of it.
@@ -36,6 +38,8 @@ for name in $names; do
     detr_step_large)
       run detr_step_large 420 experiments/bench/detr_step.py --preset gpu --shape 4x800x1066 ;;
     detr_loss) run detr_loss 120 experiments/bench/detr_loss.py ;;
+    pose_step) run pose_step 300 experiments/bench/pose_step.py --preset gpu ;;
+    pose) run pose 300 experiments/bench/pose.py --repeats 11 ;;
     *) echo "unknown benchmark: $name" >&2 ;;
   esac
 done

@@ -12,9 +12,10 @@
    Taylor step, as mmpose's ``refine_keypoints_dark``; jaxvision blurs with sigma 2,
    cv2's sigma for an 11-tap kernel).
 
-3. Other formulations of the argmax + quarter decode (flat argmax, a masked iota
-   min-reduction, NumPy's layout, ``lax.reduce`` over (value, index) pairs, the previous
-   padded window), each checked equal to the library's output.
+3. Other formulations of the argmax + quarter decode (the two previous library versions, flat
+   argmax, masked iota / float-key reductions, NumPy's layout, ``lax.reduce`` over (value,
+   index) pairs, column and block maxima in XLA's fastest layout), each checked equal to the
+   library's output, and the pieces (the one pass over the maps alone, NumPy's argmax alone).
 
 Medians over ``--repeats`` after one warm-up call; the ratio is peer time / ours.
 ``--only oks`` / ``--only decode`` runs one part.
@@ -148,11 +149,31 @@ def _quarter_at(h, x, y):
     return jnp.stack([x, y], -1).astype(h.dtype) + 0.5 + _quarter(h, x, y)
 
 
-def _padded_patch_quarter(h):
-    """The previous library version: the 3 x 3 window gathered from a zero-padded copy."""
-    from jaxvision._src.keypoints.argmax import _flat_argmax
+def _argmax_rows_then_column(h):
+    """The second-session library's argmax: ``jnp.argmax`` of the row maxima, then in the row."""
+    row_max = jnp.max(h, axis=-2)
+    y = jnp.argmax(row_max, axis=-2)
+    row = jnp.take_along_axis(h, y[..., None, None, :], axis=-3)[..., 0, :, :]
+    return jnp.argmax(row, axis=-2), y
 
-    x, y, _ = _flat_argmax(h)
+
+def _second_session_library(h):
+    """That argmax, and the 3 x 3 window cut from 3 gathered rows at clipped indices."""
+    x, y = _argmax_rows_then_column(h)
+    hh, ww = h.shape[1:3]
+    off = jnp.arange(-1, 2)[:, None]
+    ys, xs = y[..., None, :] + off, x[..., None, :] + off
+    rows = jnp.take_along_axis(h, jnp.clip(ys, 0, hh - 1)[..., :, None, :], axis=-3)
+    p = jnp.take_along_axis(rows, jnp.clip(xs, 0, ww - 1)[..., None, :, :], axis=-2)
+    dx = jnp.where((x > 0) & (x < ww - 1), p[..., 1, 2, :] - p[..., 1, 0, :], 0.0)
+    dy = jnp.where((y > 0) & (y < hh - 1), p[..., 2, 1, :] - p[..., 0, 1, :], 0.0)
+    xy = jnp.stack([x, y], -1).astype(h.dtype) + 0.5
+    return xy + 0.25 * jnp.stack([jnp.sign(dx), jnp.sign(dy)], -1)
+
+
+def _padded_patch_quarter(h):
+    """The first session's: the 3 x 3 window gathered from a zero-padded copy."""
+    x, y = _argmax_rows_then_column(h)
     hp = jnp.pad(h, [(0, 0), (1, 1), (1, 1), (0, 0)])
     off = jnp.arange(3)[:, None]
     rows = jnp.take_along_axis(hp, (y[..., None, :] + off)[..., :, None, :], axis=-3)
@@ -202,25 +223,137 @@ def _pair_reduce(h):
     return _quarter_at(h, idx % ww, idx // ww)
 
 
+def _first(mask, axis):
+    n = mask.shape[axis]
+    key = jnp.where(mask, n - jax.lax.broadcasted_iota(jnp.float32, mask.shape, axis), 0.0)
+    return jnp.minimum(n - jnp.max(key, axis), n - 1).astype(jnp.int32)
+
+
+def _column_max_first(h):
+    """Column maxima over ``H`` on ``[N, H, W*K]`` (the layout XLA's CPU max reduces fastest),
+    the first column holding the peak, that column gathered, the first row in it. Not
+    NumPy's first maximum when two columns hold the peak (kept only to time it)."""
+    n, hh, ww, k = h.shape
+    cm = jax.lax.optimization_barrier(jnp.max(h.reshape(n, hh, ww * k), 1)).reshape(n, ww, k)
+    m = jnp.max(cm, 1)
+    x = _first(cm == m[:, None], 1)
+    idx = (jnp.arange(hh)[None, :, None] * ww + x[:, None, :]) * k + jnp.arange(k)
+    col = jnp.take_along_axis(h.reshape(n, -1), idx.reshape(n, -1), 1).reshape(n, hh, k)
+    return _quarter_at(h, x, _first(col == m[:, None], 1))
+
+
+def _block_max_checked(h, bs=16):
+    """Maxima over blocks of ``bs`` rows, then the first column and block holding the peak and
+    the first row in that block (small gathers); exact through a ``lax.cond`` that falls back
+    to the library's argmax when two columns hold the peak or the found pixel is not it."""
+    from jaxvision._src.keypoints.argmax import _flat_argmax
+
+    n, hh, ww, k = h.shape
+    nb, kk = hh // bs, jnp.arange(k)
+    bm = jax.lax.optimization_barrier(jnp.max(h.reshape(n, nb, bs, ww * k), 2))
+    cm = jax.lax.optimization_barrier(jnp.max(bm, 1)).reshape(n, ww, k)
+    m = jnp.max(cm, 1)
+    x = _first(cm == m[:, None], 1)
+    unique = jnp.sum((cm == m[:, None]).astype(jnp.float32)) == n * k
+    bidx = (jnp.arange(nb)[None, :, None] * ww + x[:, None, :]) * k + kk
+    bcol = jnp.take_along_axis(bm.reshape(n, -1), bidx.reshape(n, -1), 1).reshape(n, nb, k)
+    b = _first(bcol == m[:, None], 1)
+    rows = b[:, None, :] * bs + jnp.arange(bs)[None, :, None]
+    idx = (rows * ww + x[:, None, :]) * k + kk
+    v = jnp.take_along_axis(h.reshape(n, -1), idx.reshape(n, -1), 1).reshape(n, bs, k)
+    y = b * bs + _first(v == m[:, None], 1)
+    found = jnp.take_along_axis(h.reshape(n, -1), (y * ww + x) * k + kk, 1)
+    ok = unique & jnp.all(found == m)
+    x, y = jax.lax.cond(ok, lambda h: (x, y), lambda h: _flat_argmax(h)[:2], h)
+    return _quarter_at(h, x, y)
+
+
+def _fused_float_key(h):
+    """One max over ``(H, W)``, then one max over the float key ``where(h == max, HW - i, 0)``."""
+    n, hh, ww, k = h.shape
+    m = jnp.max(h, axis=(1, 2))
+    fl = jax.lax.broadcasted_iota(jnp.float32, h.shape, 1) * ww
+    fl = fl + jax.lax.broadcasted_iota(jnp.float32, h.shape, 2)
+    key = jnp.max(jnp.where(h == m[:, None, None, :], hh * ww - fl, 0.0), axis=(1, 2))
+    idx = jnp.clip(hh * ww - key, 0, hh * ww - 1).astype(jnp.int32)
+    return _quarter_at(h, idx % ww, idx // ww)
+
+
+def _row_max_alone(h):
+    """Not a decoder: the row maxima alone, the one pass over the maps the library makes."""
+    return jnp.max(h, axis=2)
+
+
+def _column_max_alone(h):
+    """Not a decoder: column maxima over ``[N, H, W*K]`` alone (XLA's fastest max here)."""
+    n, hh, ww, k = h.shape
+    return jnp.max(h.reshape(n, hh, ww * k), 1)
+
+
+def _library_argmax_alone(h):
+    """Not a decoder: the library's integer argmax without the quarter offset."""
+    from jaxvision._src.keypoints.argmax import _flat_argmax
+
+    return _flat_argmax(h)[:2]
+
+
 FORMULATIONS = (
-    ("library: row max, column in that row, clipped gathers", None),
-    ("previous: the same with a zero-padded copy for the window", _padded_patch_quarter),
+    ("library: row maxima, float-key first row / column, 4 gathered neighbours", None),
+    ("second session's library: jnp.argmax in two steps, 3 x 3 window", _second_session_library),
+    ("first session's: the same with a zero-padded copy for the window", _padded_patch_quarter),
     ("max then masked iota min over [N, H*W, K]", _flat_iota_min),
+    ("max then float-key max over [N, H, W, K]", _fused_float_key),
     ("jnp.argmax over [N, H*W, K]", _flat_argmax_hwk),
     ("transpose to [N*K, H*W], jnp.argmax", _transposed_argmax),
     ("lax.reduce of (value, index) pairs", _pair_reduce),
+    ("column maxima on [N, H, W*K], column gathered (ties not exact)", _column_max_first),
+    ("16-row block maxima, small gathers, cond fallback on ties", _block_max_checked),
+)
+# Pieces, timed but not checked (they are not decoders).
+PIECES = (
+    ("library argmax alone (no quarter offset)", _library_argmax_alone),
+    ("row maxima alone (the library's one pass)", _row_max_alone),
+    ("column maxima alone on [N, H, W*K]", _column_max_alone),
 )
 
 
+def interleaved_medians(fns: dict, rounds: int, calls: int = 5) -> dict:
+    """Seconds per call of each callable: in each round, ``calls`` calls of each in turn (its
+    median kept), then the median over the rounds, so that a change of the machine's load
+    hits all of them alike (after one warm-up call each)."""
+    per_round = {name: [] for name in fns}
+    for f in fns.values():
+        f()
+    for _ in range(rounds):
+        for name, f in fns.items():
+            ts = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+            per_round[name].append(statistics.median(ts))
+    return {name: statistics.median(t) for name, t in per_round.items()}
+
+
 def bench_formulations(maps, maps_np, repeats: int) -> None:
-    peer = median_time(lambda: numpy_argmax_quarter(maps_np), repeats)
     want = np.asarray(kps.heatmap_argmax(maps, refine="quarter")[0])
-    print(f"argmax + quarter formulations (vectorised NumPy: {peer * 1e3:.2f} ms)")
-    for name, f in FORMULATIONS:
+    flat_np = maps_np.reshape(*maps_np.shape[:2], -1)
+    fns = {
+        "NumPy": lambda: numpy_argmax_quarter(maps_np),
+        "NumPy argmax alone": lambda: flat_np.argmax(-1),
+    }
+    for name, f in FORMULATIONS + PIECES:
         jf = jax.jit(f or (lambda h: kps.heatmap_argmax(h, refine="quarter")[0]))
-        np.testing.assert_array_equal(np.asarray(jf(maps)), want)
-        t = median_time(lambda jf=jf: jax.block_until_ready(jf(maps)), repeats)
-        print(f"  {name}: {t * 1e3:.2f} ms, ratio NumPy / this {peer / t:.2f}x")
+        if (name, f) in FORMULATIONS:
+            np.testing.assert_array_equal(np.asarray(jf(maps)), want)
+        fns[name] = lambda jf=jf: jax.block_until_ready(jf(maps))
+    t = interleaved_medians(fns, repeats)
+    print(
+        "argmax + quarter formulations, interleaved rounds (vectorised NumPy: "
+        f"{t['NumPy'] * 1e3:.2f} ms; its argmax alone {t['NumPy argmax alone'] * 1e3:.2f} ms)"
+    )
+    for name, _ in FORMULATIONS + PIECES:
+        print(f"  {name}: {t[name] * 1e3:.2f} ms, ratio NumPy / this {t['NumPy'] / t[name]:.2f}x")
 
 
 def bench_oks(images: int, repeats: int) -> None:

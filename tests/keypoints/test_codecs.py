@@ -55,11 +55,14 @@ def _np_argmax_quarter(h):
 
 
 def test_heatmap_argmax_quarter_matches_numpy():
-    h = np.random.default_rng(2).uniform(size=(2, 9, 7, 5)).astype(np.float32)
-    xy, score = heatmap_argmax(h, refine="quarter")
-    for b in range(2):
-        np.testing.assert_allclose(xy[b], _np_argmax_quarter(h[b]), rtol=1e-6)
-        np.testing.assert_allclose(score[b], h[b].max(axis=(0, 1)), rtol=1e-6)
+    rng = np.random.default_rng(2)
+    # Random values, then three levels (many ties: NumPy's first maximum in row-major order).
+    for h in (rng.uniform(size=(2, 9, 7, 5)), rng.integers(0, 3, (2, 9, 7, 5))):
+        h = h.astype(np.float32)
+        xy, score = heatmap_argmax(h, refine="quarter")
+        for b in range(2):
+            np.testing.assert_allclose(xy[b], _np_argmax_quarter(h[b]), rtol=1e-6)
+            np.testing.assert_allclose(score[b], h[b].max(axis=(0, 1)), rtol=1e-6)
 
 
 def test_argmax_errs_up_to_half_a_map_pixel_and_dark_recovers_the_mean():

@@ -15,18 +15,44 @@ from jaxvision._src.keypoints import checks
 REFINES = ("none", "quarter", "dark")
 
 
+def _first_index(mask: Array, axis: int) -> Array:
+    """Index of the first ``True`` of ``mask`` along ``axis`` (the axis length where none).
+
+    A plain max over the key ``n - i`` (0 where ``mask`` is false), exact in float32 for
+    ``n < 2**24``: XLA's CPU argmax, a variadic reduction, is 30-100x slower than a max.
+    """
+    n = mask.shape[axis]
+    dtype = jnp.float32 if n < 2**24 else jnp.int32
+    i = jax.lax.broadcasted_iota(dtype, mask.shape, axis % mask.ndim)
+    key = jnp.max(jnp.where(mask, n - i, jnp.zeros((), dtype)), axis=axis)
+    return (n - key).astype(jnp.int32)
+
+
 def _flat_argmax(h: Array) -> tuple[Array, Array, Array]:
     """Integer ``(x, y)`` of each channel's first maximum and the maximum, ``h: [..., H, W, K]``.
 
-    In two steps (the row holding the maximum, then the column within it), each a small
-    argmax: XLA's CPU argmax over all ``H W`` pixels at once is ~50x slower than a max.
-    Row-major first occurrence, as ``np.argmax`` on the flattened map.
+    Row-major first occurrence, as ``np.argmax`` on the flattened map (ties included): the
+    first row whose maximum is the map's, then the first column of that row holding it. One
+    pass over the maps (the row maxima); the rest works on ``[..., H, K]`` and one gathered
+    row. The barrier keeps XLA from rewriting the maximum of the row maxima into a second,
+    slower reduction over the whole maps. A map holding NaN decodes to an unspecified pixel.
     """
-    row_max = jnp.max(h, axis=-2)  # [..., H, K]
-    y = jnp.argmax(row_max, axis=-2)  # [..., K]
+    height, width = h.shape[-3:-1]
+    row_max = jax.lax.optimization_barrier(jnp.max(h, axis=-2))  # [..., H, K]
+    peak = jnp.max(row_max, axis=-2)  # [..., K]
+    y = jnp.minimum(_first_index(row_max == peak[..., None, :], -2), height - 1)
     row = jnp.take_along_axis(h, y[..., None, None, :], axis=-3)[..., 0, :, :]  # [..., W, K]
-    x = jnp.argmax(row, axis=-2)
-    return x, y, jnp.max(row_max, axis=-2)
+    x = jnp.minimum(_first_index(row == peak[..., None, :], -2), width - 1)
+    return x, y, peak
+
+
+def _at(h: Array, x: Array, y: Array) -> Array:
+    """``h[..., y_i, x_i, k]`` for in-range ``x, y: [..., P, K]`` -> ``[..., P, K]``."""
+    height, width, k = h.shape[-3:]
+    flat = h.reshape(*h.shape[:-3], height * width * k)
+    idx = (y * width + x) * k + jnp.arange(k)
+    got = jnp.take_along_axis(flat, idx.reshape(*idx.shape[:-2], -1), axis=-1, mode="clip")
+    return got.reshape(idx.shape)
 
 
 def _patch(h: Array, x: Array, y: Array, r: int) -> Array:
@@ -58,10 +84,19 @@ def _blur_patch(p: Array, sigma: float, r: int) -> Array:
 
 
 def _quarter(h: Array, x: Array, y: Array) -> Array:
+    """``0.25 * sign`` of the central differences at ``(x, y)``, 0 on the border.
+
+    Gathers the four neighbours alone (at clipped indices): cutting a 3 x 3 window out of
+    3 gathered rows costs more than the whole argmax on CPU.
+    """
     height, width = h.shape[-3:-1]
-    p = _patch(h, x, y, 1)
-    dx = jnp.where((x > 0) & (x < width - 1), p[..., 1, 2, :] - p[..., 1, 0, :], 0.0)
-    dy = jnp.where((y > 0) & (y < height - 1), p[..., 2, 1, :] - p[..., 0, 1, :], 0.0)
+    xl, xr = jnp.maximum(x - 1, 0), jnp.minimum(x + 1, width - 1)
+    yu, yd = jnp.maximum(y - 1, 0), jnp.minimum(y + 1, height - 1)
+    xs = jnp.stack([xr, xl, x, x], axis=-2)
+    ys = jnp.stack([y, y, yd, yu], axis=-2)
+    v = _at(h, xs, ys)  # [..., 4, K]
+    dx = jnp.where((x > 0) & (x < width - 1), v[..., 0, :] - v[..., 1, :], 0.0)
+    dy = jnp.where((y > 0) & (y < height - 1), v[..., 2, :] - v[..., 3, :], 0.0)
     return 0.25 * jnp.stack([jnp.sign(dx), jnp.sign(dy)], axis=-1)
 
 
