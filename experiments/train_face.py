@@ -18,6 +18,11 @@ split of the training identities (``--set val_identities=50``: train on the firs
 evaluate on the last 50; the test identities unused). The final state is saved in
 ``checkpoints/`` (``experiments/face_pipeline.py`` reads it).
 
+The third table (three seeds, ``--set seed=0/1/2``: other identities each) has softmax at
+``--set steps=4000`` (its validation choice) against the annealed margin heads; the head
+options ``margin``, ``centre_std``, ``centre_weight_decay`` and ``centre_lr_scale`` were
+tried on the validation split (docs/face.md).
+
 The last line printed is one JSON object with the final metrics.
 """
 
