@@ -74,3 +74,37 @@ def test_face_pipeline_runs_on_trained_recogniser_and_untrained_detector(recogni
     assert summary["images_per_s"] > 0
     assert (out / "pipeline.png").exists() and (out / "astronaut.png").exists()
     assert json.loads((out / "summary.json").read_text())["probes"] == summary["probes"]
+
+
+def test_optimizer_gives_the_head_its_own_weight_decay_and_lr():
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    tf = _load("train_face")
+    params = {"backbone": {"w": jnp.ones(3)}, "head": {"centres": jnp.ones((2, 3))}}
+    grads = jax_tree_full(params, 0.2)
+    base = tf.Config(lr=0.1, warmup_steps=1, steps=4, weight_decay=0.5)
+    cfg = dataclasses.replace(base, centre_weight_decay=0.0, centre_lr_scale=3.0)
+    plain = optax.sgd(optax.warmup_cosine_decay_schedule(0.0, 0.1, 1, 4), momentum=0.9)
+
+    def second_update(opt):  # the first has lr 0 (warm-up from 0)
+        state = opt.init(params)
+        for _ in range(2):
+            updates, state = opt.update(grads, state, params)
+        return updates
+
+    opts = (tf.optimizer(base), tf.optimizer(cfg), plain)
+    want, got, no_decay = jax.jit(lambda: [second_update(o) for o in opts])()  # one compile
+    np.testing.assert_allclose(got["backbone"]["w"], want["backbone"]["w"], rtol=1e-6)
+    np.testing.assert_allclose(got["head"]["centres"], 3 * no_decay["head"]["centres"], rtol=1e-6)
+    assert not np.allclose(want["head"]["centres"], no_decay["head"]["centres"])
+
+
+def jax_tree_full(tree, value):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda x: jnp.full_like(x, value), tree)
