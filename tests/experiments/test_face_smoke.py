@@ -4,34 +4,19 @@ One recogniser run of two steps on a handful of identities is shared by both tes
 pipeline reads its workdir (config and checkpoint) and an untrained detector's.
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-
-
-def _load(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def recogniser(tmp_path_factory):
+def recogniser(tmp_path_factory, load_experiment):
     workdir = tmp_path_factory.mktemp("face") / "recogniser"
     sets = ["steps=2", "log_every=1", "train_identities=6", "images_per_identity=2",
             "test_identities=3", "test_images_per_identity=3", "batch_size=8"]
     argv = ["--workdir", str(workdir)] + [a for s in sets for a in ("--set", s)]
-    return workdir, _load("train_face").main(argv)
+    return workdir, load_experiment("train_face").main(argv)
 
 
 @pytest.mark.slow
@@ -44,12 +29,14 @@ def test_train_face_runs_and_reports(recogniser):
 
 
 @pytest.mark.slow
-def test_face_pipeline_runs_on_trained_recogniser_and_untrained_detector(recogniser, tmp_path):
+def test_face_pipeline_runs_on_trained_recogniser_and_untrained_detector(
+    recogniser, tmp_path, load_experiment
+):
     from flax import nnx  # noqa: F401  (imported by the experiments)
 
     from jaxvision import parallel, train
 
-    det_module = _load("train_face_detector")
+    det_module = load_experiment("train_face_detector")
     det_cfg = det_module.Config(image_size=64, widths=(8, 8, 16, 16, 16), fpn_width=8)
     detector = tmp_path / "detector"
     run = train.Run.open(detector, det_cfg)
@@ -59,7 +46,7 @@ def test_face_pipeline_runs_on_trained_recogniser_and_untrained_detector(recogni
     with parallel.CheckpointManager(detector / "checkpoints") as ckpt:
         ckpt.save(0, state, force=True)
     run.close()
-    pipeline = _load("face_pipeline")
+    pipeline = load_experiment("face_pipeline")
     sets = ["num_scenes=2", "scene_size=64", "gallery_images=2", "max_detections=3",
             "supersample=2", "batch_size=2", "score_threshold=0.0", "faces_per_scene=2,2",
             "face_sizes=20,30", "real_fraction=0"]
@@ -76,14 +63,14 @@ def test_face_pipeline_runs_on_trained_recogniser_and_untrained_detector(recogni
     assert json.loads((out / "summary.json").read_text())["probes"] == summary["probes"]
 
 
-def test_optimizer_gives_the_head_its_own_weight_decay_and_lr():
+def test_optimizer_gives_the_head_its_own_weight_decay_and_lr(load_experiment):
     import dataclasses
 
     import jax
     import jax.numpy as jnp
     import optax
 
-    tf = _load("train_face")
+    tf = load_experiment("train_face")
     params = {"backbone": {"w": jnp.ones(3)}, "head": {"centres": jnp.ones((2, 3))}}
     grads = jax_tree_full(params, 0.2)
     base = tf.Config(lr=0.1, warmup_steps=1, steps=4, weight_decay=0.5)

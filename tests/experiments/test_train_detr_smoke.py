@@ -6,31 +6,14 @@ on an existing run, a resume with another configuration, a NaN loss, categories 
 another order or with other names in evaluation, a bad --set.
 """
 
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from jaxvision import parallel, train
-
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-
-
-def _load(name):
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +63,11 @@ def _listing(root):
 
 
 @pytest.mark.slow
-def test_train_damage_resume_evaluate_and_nan(tmp_path, capsys, monkeypatch, compile_cache):
+def test_train_damage_resume_evaluate_and_nan(
+    tmp_path, capsys, monkeypatch, compile_cache, load_experiment
+):
     """One test, so that its four runs share one compilation (the cache)."""
-    train_detr = _load("train_detr")
+    train_detr = load_experiment("train_detr")
     workdir = tmp_path / "run"
     argv = ["--preset", "smoke", "--workdir", str(workdir)]
 
@@ -123,7 +108,7 @@ def test_train_damage_resume_evaluate_and_nan(tmp_path, capsys, monkeypatch, com
     reversed_file = tmp_path / "reversed.json"
     reversed_file.write_text(json.dumps(coco))
     before = _listing(workdir)
-    evaluate_detr = _load("evaluate_detr")
+    evaluate_detr = load_experiment("evaluate_detr")
     scored = evaluate_detr.main(
         [
             "--workdir",
@@ -154,7 +139,7 @@ def test_train_damage_resume_evaluate_and_nan(tmp_path, capsys, monkeypatch, com
 
     # A NaN loss (trained through, exit 0 before): stops at its step, keeps the last
     # finite checkpoint, one line on stderr, exit status 1.
-    detr_task = _load("detr_task")
+    detr_task = load_experiment("detr_task")
     clean = detr_task.train_batches
 
     def poisoned(cfg, d, mesh, start):
@@ -176,9 +161,9 @@ def test_train_damage_resume_evaluate_and_nan(tmp_path, capsys, monkeypatch, com
     assert [s for s, _ in _losses(workdir)] == [1, 2]
 
 
-def test_runs_that_cannot_be_mixed_up(tmp_path, capsys):
+def test_runs_that_cannot_be_mixed_up(tmp_path, capsys, load_experiment):
     """Refusals that come before any compilation: --set, --fresh, another config, a lock."""
-    train_detr = _load("train_detr")
+    train_detr = load_experiment("train_detr")
     with pytest.raises(train.ConfigError, match="field 'steps' expects int, got 'abc'"):
         train_detr.parse_args(["--set", "steps=abc"])
     with pytest.raises(train.ConfigError, match="has no field 'nope'"):

@@ -45,11 +45,8 @@ def train_out(grouped):
 
 def test_groups_are_independent_and_eval_runs_group_zero(grouped, train_out):
     train = train_out
-    assert train["logits"].shape == (2, G * Q, C + 1) and train["aux"][0]["boxes"].shape == (
-        2,
-        G * Q,
-        4,
-    )
+    assert train["logits"].shape == (2, G * Q, C + 1)
+    assert train["aux"][0]["boxes"].shape == (2, G * Q, 4)
     evaluated = _forward(grouped, train=False)
     assert evaluated["logits"].shape == (2, Q, C + 1)
     # detr_tiny has no dropout, so train and eval differ only in the groups.
