@@ -18,7 +18,11 @@
    index) pairs, column and block maxima in XLA's fastest layout), each checked equal to the
    library's output, and the pieces (the one pass over the maps alone, NumPy's argmax alone).
 
-Medians over ``--repeats`` after one warm-up call; the ratio is peer time / ours.
+OKS: medians over ``--repeats`` after one warm-up call. Decoding: ``--repeats`` interleaved
+rounds (5 calls of each side in turn, the median kept, then the median over the rounds), so
+that the load of a shared machine hits both sides alike. The ratio is peer time / ours.
+jaxvision decodes float32 maps on the CPU with its native kernel (``JAXVISION_NATIVE=0``
+for the XLA path, which is timed among the formulations either way).
 ``--only oks`` / ``--only decode`` runs one part.
 """
 
@@ -307,6 +311,14 @@ def _column_max_alone(h):
     return jnp.max(h.reshape(n, hh, ww * k), 1)
 
 
+def _library_xla_path(h):
+    """The library's XLA path (other devices, float64 maps, ``JAXVISION_NATIVE=0``)."""
+    from jaxvision._src.keypoints.argmax import _xla_decode
+
+    x, y, _, quarter = _xla_decode(h, "quarter")
+    return jnp.stack([x, y], -1).astype(h.dtype) + 0.5 + quarter
+
+
 def _library_argmax_alone(h):
     """Not a decoder: the library's integer argmax without the quarter offset."""
     from jaxvision._src.keypoints.argmax import _flat_argmax
@@ -315,7 +327,11 @@ def _library_argmax_alone(h):
 
 
 FORMULATIONS = (
-    ("library: row maxima, float-key first row / column, 4 gathered neighbours", None),
+    ("library on the CPU: the native kernel (C++ FFI, one pass)", None),
+    (
+        "library's XLA path: row maxima, float-key first row / column, 4 gathered neighbours",
+        _library_xla_path,
+    ),
     ("second session's library: jnp.argmax in two steps, 3 x 3 window", _second_session_library),
     ("first session's: the same with a zero-padded copy for the window", _padded_patch_quarter),
     ("max then masked iota min over [N, H*W, K]", _flat_iota_min),
@@ -328,7 +344,7 @@ FORMULATIONS = (
 )
 # Pieces, timed but not checked (they are not decoders).
 PIECES = (
-    ("library argmax alone (no quarter offset)", _library_argmax_alone),
+    ("XLA path's argmax alone (no quarter offset)", _library_argmax_alone),
     ("row maxima alone (the library's one pass)", _row_max_alone),
     ("column maxima alone on [N, H, W*K]", _column_max_alone),
 )
@@ -410,8 +426,14 @@ def bench_decode(repeats: int) -> None:
         ("argmax + quarter (mmpose loop)", quarter, mmpose_argmax_quarter, maps_np),
         ("DARK", dark, numpy_dark, maps_np),
     ):
-        ours = median_time(lambda f=ours_f: jax.block_until_ready(f(maps)), repeats)
-        peer = median_time(lambda f=peer_f, x=peer_in: f(x), repeats)
+        t = interleaved_medians(
+            {
+                "ours": lambda f=ours_f: jax.block_until_ready(f(maps)),
+                "peer": lambda f=peer_f, x=peer_in: f(x),
+            },
+            repeats,
+        )
+        ours, peer = t["ours"], t["peer"]
         diff = np.abs(np.asarray(ours_f(maps)[0]) - 0.5 - peer_f(peer_in))
         print(
             f"decode 64x17x64x48 {name}: jaxvision {ours * 1e3:.2f} ms, NumPy "
