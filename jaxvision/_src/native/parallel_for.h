@@ -24,7 +24,8 @@ void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, int64_t max_workers, con
   };
   auto state = std::make_shared<State>();
   const F* body = &fn;
-  const int64_t tasks = std::min<int64_t>({max_workers - 1, pool.num_threads(), n - 1});
+  // The caller is one of the workers: at most as many as the pool has threads.
+  const int64_t tasks = std::min<int64_t>({max_workers, pool.num_threads(), n} ) - 1;
   for (int64_t t = 0; t < tasks; ++t) {
     pool.Schedule([state, body, n]() {
       for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
