@@ -53,9 +53,18 @@ def _compiler() -> str | None:
 
 
 def _cache_dir() -> Path:
+    """``$JAXVISION_CACHE_DIR``, else ``~/.cache/jaxvision`` where it can be written, else a
+    per-user folder in the temporary directory."""
     if os.environ.get("JAXVISION_CACHE_DIR"):
         return Path(os.environ["JAXVISION_CACHE_DIR"])
-    return Path.home() / ".cache" / "jaxvision"
+    home = Path.home() / ".cache" / "jaxvision"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"jaxvision-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
 def _cpu_id() -> str:
