@@ -112,7 +112,7 @@ def hungarian_match(
         chosen at lowering time: on the CPU, for float32 costs, a C++ solver (an XLA FFI
         call, ``jaxvision/_src/native/assignment.cc``: the same algorithm in double
         precision, the problems spread over XLA's threads; compiled on first use, else
-        skipped: see ``heatmap_argmax``); one Pallas kernel on CUDA GPUs; XLA elsewhere.
+        skipped: docs/native.md); one Pallas kernel on CUDA GPUs; XLA elsewhere.
         ``"xla"``: XLA only (on the CPU rounds of the unsolved problems, on CUDA a flat
         loop). Both give an optimal matching.
 

@@ -158,10 +158,14 @@ def _load(name: str) -> ctypes.CDLL:
 def cpu_target(name: str) -> str | None:
     """The registered FFI target of kernel ``name`` on the CPU, or None (use the XLA path).
 
+    None also where the default backend is not the CPU: a GPU or TPU process compiles no C++.
+
     The handler symbol is ``Jaxvision`` + the kernel name in CamelCase
     (``heatmap_argmax`` -> ``JaxvisionHeatmapArgmax``).
     """
     if os.environ.get("JAXVISION_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if jax.default_backend() != "cpu":  # GPU / TPU processes lower their own path
         return None
     target = f"jaxvision_{name}"
     symbol = "Jaxvision" + "".join(part.capitalize() for part in name.split("_"))
