@@ -7,7 +7,8 @@
    called per image over the same data (its inner loop, without the rest of evaluate()).
 2. Decoding a ``64 x 17 x 64 x 48`` batch of heatmaps (jaxvision takes it channels-last,
    ``[64, 64, 48, 17]``; NumPy gets ``[64, 17, 64, 48]`` as mmpose has it): argmax plus
-   the quarter offset (fully vectorised NumPy, and mmpose's per-keypoint refinement loop)
+   the quarter offset (fully vectorised NumPy, the same on the channels-last maps
+   jaxvision gets, and mmpose's per-keypoint refinement loop)
    and DARK (``cv2.GaussianBlur`` 11 x 11 per map, log,
    Taylor step, as mmpose's ``refine_keypoints_dark``; jaxvision blurs with sigma 2,
    cv2's sigma for an 11-tap kernel).
@@ -17,7 +18,11 @@
    index) pairs, column and block maxima in XLA's fastest layout), each checked equal to the
    library's output, and the pieces (the one pass over the maps alone, NumPy's argmax alone).
 
-Medians over ``--repeats`` after one warm-up call; the ratio is peer time / ours.
+OKS: medians over ``--repeats`` after one warm-up call. Decoding: ``--repeats`` interleaved
+rounds (5 calls of each side in turn, the median kept, then the median over the rounds), so
+that the load of a shared machine hits both sides alike. The ratio is peer time / ours.
+jaxvision decodes float32 maps on the CPU with its native kernel (``JAXVISION_NATIVE=0``
+for the XLA path, which is timed among the formulations either way).
 ``--only oks`` / ``--only decode`` runs one part.
 """
 
@@ -82,6 +87,22 @@ def numpy_argmax_quarter(h: np.ndarray) -> np.ndarray:
     nn_, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
     dx = h[nn_, kk, y, xi + 1] - h[nn_, kk, y, xi - 1]
     dy = h[nn_, kk, yi + 1, x] - h[nn_, kk, yi - 1, x]
+    xy[..., 0] += np.where((x > 0) & (x < ww - 1), 0.25 * np.sign(dx), 0)
+    xy[..., 1] += np.where((y > 0) & (y < hh - 1), 0.25 * np.sign(dy), 0)
+    return xy
+
+
+def numpy_argmax_quarter_hwk(h: np.ndarray) -> np.ndarray:
+    """The same decode on the library's channels-last ``h: [N, H, W, K]`` -> ``[N, K, 2]``
+    (what a NumPy decoder of a channels-last model's maps does: argmax over axis 1)."""
+    n, hh, ww, k = h.shape
+    idx = h.reshape(n, hh * ww, k).argmax(1)
+    x, y = idx % ww, idx // ww
+    xy = np.stack([x, y], -1).astype(np.float32)
+    xi, yi = np.clip(x, 1, ww - 2), np.clip(y, 1, hh - 2)
+    nn_, kk = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    dx = h[nn_, y, xi + 1, kk] - h[nn_, y, xi - 1, kk]
+    dy = h[nn_, yi + 1, x, kk] - h[nn_, yi - 1, x, kk]
     xy[..., 0] += np.where((x > 0) & (x < ww - 1), 0.25 * np.sign(dx), 0)
     xy[..., 1] += np.where((y > 0) & (y < hh - 1), 0.25 * np.sign(dy), 0)
     return xy
@@ -290,6 +311,14 @@ def _column_max_alone(h):
     return jnp.max(h.reshape(n, hh, ww * k), 1)
 
 
+def _library_xla_path(h):
+    """The library's XLA path (other devices, float64 maps, ``JAXVISION_NATIVE=0``)."""
+    from jaxvision._src.keypoints.argmax import _xla_decode
+
+    x, y, _, quarter = _xla_decode(h, "quarter")
+    return jnp.stack([x, y], -1).astype(h.dtype) + 0.5 + quarter
+
+
 def _library_argmax_alone(h):
     """Not a decoder: the library's integer argmax without the quarter offset."""
     from jaxvision._src.keypoints.argmax import _flat_argmax
@@ -298,7 +327,11 @@ def _library_argmax_alone(h):
 
 
 FORMULATIONS = (
-    ("library: row maxima, float-key first row / column, 4 gathered neighbours", None),
+    ("library on the CPU: the native kernel (C++ FFI, one pass)", None),
+    (
+        "library's XLA path: row maxima, float-key first row / column, 4 gathered neighbours",
+        _library_xla_path,
+    ),
     ("second session's library: jnp.argmax in two steps, 3 x 3 window", _second_session_library),
     ("first session's: the same with a zero-padded copy for the window", _padded_patch_quarter),
     ("max then masked iota min over [N, H*W, K]", _flat_iota_min),
@@ -311,7 +344,7 @@ FORMULATIONS = (
 )
 # Pieces, timed but not checked (they are not decoders).
 PIECES = (
-    ("library argmax alone (no quarter offset)", _library_argmax_alone),
+    ("XLA path's argmax alone (no quarter offset)", _library_argmax_alone),
     ("row maxima alone (the library's one pass)", _row_max_alone),
     ("column maxima alone on [N, H, W*K]", _column_max_alone),
 )
@@ -381,14 +414,27 @@ def bench_decode(repeats: int) -> None:
     maps_np = np.ascontiguousarray(np.transpose(np.asarray(maps), (0, 3, 1, 2)))
     quarter = jax.jit(lambda h: kps.heatmap_argmax(h, refine="quarter"))
     dark = jax.jit(lambda h: kps.heatmap_argmax(h, refine="dark", blur_sigma=2.0))
-    for name, ours_f, peer_f in (
-        ("argmax + quarter (vectorised NumPy)", quarter, numpy_argmax_quarter),
-        ("argmax + quarter (mmpose loop)", quarter, mmpose_argmax_quarter),
-        ("DARK", dark, numpy_dark),
+    maps_hwk = np.asarray(maps)  # the library's layout, the same array jaxvision gets
+    for name, ours_f, peer_f, peer_in in (
+        ("argmax + quarter (vectorised NumPy)", quarter, numpy_argmax_quarter, maps_np),
+        (
+            "argmax + quarter (vectorised NumPy, same [N, H, W, K] maps)",
+            quarter,
+            numpy_argmax_quarter_hwk,
+            maps_hwk,
+        ),
+        ("argmax + quarter (mmpose loop)", quarter, mmpose_argmax_quarter, maps_np),
+        ("DARK", dark, numpy_dark, maps_np),
     ):
-        ours = median_time(lambda f=ours_f: jax.block_until_ready(f(maps)), repeats)
-        peer = median_time(lambda f=peer_f: f(maps_np), repeats)
-        diff = np.abs(np.asarray(ours_f(maps)[0]) - 0.5 - peer_f(maps_np))
+        t = interleaved_medians(
+            {
+                "ours": lambda f=ours_f: jax.block_until_ready(f(maps)),
+                "peer": lambda f=peer_f, x=peer_in: f(x),
+            },
+            repeats,
+        )
+        ours, peer = t["ours"], t["peer"]
+        diff = np.abs(np.asarray(ours_f(maps)[0]) - 0.5 - peer_f(peer_in))
         print(
             f"decode 64x17x64x48 {name}: jaxvision {ours * 1e3:.2f} ms, NumPy "
             f"{peer * 1e3:.2f} ms, ratio {peer / ours:.1f}x (median |diff| "

@@ -2,8 +2,11 @@
 
 Each kind of problem is checked on 1000 random instances solved in one jitted call; the
 total cost of the returned assignment is computed in float64 from the original costs and
-compared with scipy's (float64) optimum.
+compared with scipy's (float64) optimum. On the CPU both solvers are checked: the native
+C++ one (``method="auto"``, where a compiler is found) and the XLA one (``method="xla"``).
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +20,23 @@ from tests.matching.problems import assert_same_total, detr_like_costs, padding_
 N_PROBLEMS = 1000
 
 
+METHODS = ("auto", "xla")
+
+
 def check_lsa_batch(cost: np.ndarray, maximize: bool = False) -> None:
-    rows, cols = jax.device_get(matching.linear_sum_assignment(cost, maximize=maximize))
+    for method in METHODS:
+        _check_lsa_batch(cost, maximize, method)
+
+
+def check_match_batch(costs: np.ndarray, mask: np.ndarray) -> None:
+    for method in METHODS:
+        _check_match_batch(costs, mask, method)
+
+
+def _check_lsa_batch(cost: np.ndarray, maximize: bool, method: str) -> None:
+    rows, cols = jax.device_get(
+        matching.linear_sum_assignment(cost, maximize=maximize, method=method)
+    )
     _, n, m = cost.shape
     assert rows.shape == cols.shape == (len(cost), min(n, m))
     assert rows.dtype == cols.dtype == np.int32
@@ -28,9 +46,9 @@ def check_lsa_batch(cost: np.ndarray, maximize: bool = False) -> None:
         assert_same_total(c[r, k].sum(), c[ref_r, ref_c].sum(), np.abs(c).mean())
 
 
-def check_match_batch(costs: np.ndarray, mask: np.ndarray) -> None:
+def _check_match_batch(costs: np.ndarray, mask: np.ndarray, method: str) -> None:
     """Validity and optimality of hungarian_match's output, image by image."""
-    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask))
+    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask, method=method))
     b, q, t = costs.shape
     assert q_of_t.shape == (b, t) and t_of_q.shape == (b, q)
     assert q_of_t.dtype == t_of_q.dtype == np.int32
@@ -100,7 +118,8 @@ def test_hand_example():
     np.testing.assert_array_equal(t_of_q, [[1, 0, -1]])
 
 
-def test_non_finite_costs_are_large_finite_costs():
+@pytest.mark.parametrize("method", METHODS)
+def test_non_finite_costs_are_large_finite_costs(method):
     rng = np.random.default_rng(7)
     b, q, t = N_PROBLEMS, 30, 12  # the shape of test_padding_from_zero_to_all_targets
     costs = rng.uniform(size=(b, q, t)).astype(np.float32)
@@ -108,7 +127,7 @@ def test_non_finite_costs_are_large_finite_costs():
     costs[bad] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), bad.sum())
     costs[0] = np.nan  # an image with no finite cost at all
     mask = padding_mask(rng, b, t, low=0)
-    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask))
+    q_of_t, t_of_q = jax.device_get(matching.hungarian_match(costs, mask, method=method))
     for c, real, qt, tq, nonfinite in zip(costs, mask, q_of_t, t_of_q, bad, strict=True):
         targets = np.flatnonzero(qt >= 0)
         assert len(targets) == real.sum() and np.array_equal(tq[qt[targets]], targets)
@@ -265,7 +284,7 @@ def test_rounds_and_flat_loop_agree(monkeypatch, slots):
     rng = np.random.default_rng(12)
     costs = detr_like_costs(rng, 100, 30, 12)
     mask = padding_mask(rng, 100, 12, low=0)
-    solve = jax.jit(lambda c, m: matching.hungarian_match.__wrapped__(c, m))
+    solve = jax.jit(lambda c, m: matching.hungarian_match.__wrapped__(c, m, method="xla"))
     q_of_t, t_of_q = jax.device_get(solve(costs, mask))
     assert np.array_equal(
         t_of_q[np.nonzero(q_of_t >= 0)[0], q_of_t[q_of_t >= 0]], np.nonzero(q_of_t >= 0)[1]
@@ -281,7 +300,8 @@ def test_vmap_over_layers_of_a_batch_solved_in_rounds():
     rng = np.random.default_rng(13)
     costs = np.stack([detr_like_costs(rng, 40, 50, 12) for _ in range(3)])
     mask = padding_mask(rng, 40, 12, low=0)
-    q_of_t, _ = jax.device_get(jax.jit(jax.vmap(matching.hungarian_match, (0, None)))(costs, mask))
+    match = functools.partial(matching.hungarian_match, method="xla")
+    q_of_t, _ = jax.device_get(jax.jit(jax.vmap(match, (0, None)))(costs, mask))
     for layer in range(3):
         for c, real, qt in zip(costs[layer].astype(np.float64), mask, q_of_t[layer], strict=True):
             sub = c[:, real]
@@ -289,7 +309,8 @@ def test_vmap_over_layers_of_a_batch_solved_in_rounds():
             assert_same_total(c[qt[real], np.flatnonzero(real)].sum(), ref, 1.0)
 
 
-def test_fewer_non_finite_entries_is_cheaper_at_costs_of_1e36():
+@pytest.mark.parametrize("method", METHODS)
+def test_fewer_non_finite_entries_is_cheaper_at_costs_of_1e36(method):
     # Before: at |cost| ~ 1e36 (inside the documented 1e37) the stand-in for non-finite
     # entries was capped at finfo.max / 8 = 4.25e37, below the (2K - 1) * 1e36 needed here,
     # so the matcher took the NaN. Costs are now scaled by a power of two first.
@@ -303,7 +324,8 @@ def test_fewer_non_finite_entries_is_cheaper_at_costs_of_1e36():
     noise = (rng.uniform(-1, 1, (5, k, k)) * 1e36).astype(np.float32)
     noise[rng.uniform(size=noise.shape) < 0.3] = np.nan
     costs = np.concatenate([costs, noise])
-    q_of_t, _ = jax.device_get(matching.hungarian_match(costs, np.ones((len(costs), k), bool)))
+    ones = np.ones((len(costs), k), bool)
+    q_of_t, _ = jax.device_get(matching.hungarian_match(costs, ones, method=method))
     for cost, qt in zip(costs.astype(np.float64), q_of_t, strict=True):
         used = cost[qt, np.arange(k)]
         # scipy in float64 with non-finite entries at 1e300: fewest of them first.
@@ -312,6 +334,8 @@ def test_fewer_non_finite_entries_is_cheaper_at_costs_of_1e36():
         assert (~np.isfinite(used)).sum() == (ref == 1e300).sum()
         assert_same_total(used[np.isfinite(used)].sum(), ref[ref != 1e300].sum(), 1e36)
     assert sorted(q_of_t[0].tolist()) == list(range(k))
+
+
 def test_method_is_a_static_keyword_and_bad_values_name_it():
     costs = np.random.default_rng(3).uniform(size=(2, 6, 4)).astype(np.float32)
     mask = np.array([[True, True, True, False], [True, False, True, True]])

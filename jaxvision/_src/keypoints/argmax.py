@@ -10,7 +10,9 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
+from jaxvision._src.jax_compat import varying_axes
 from jaxvision._src.keypoints import checks
+from jaxvision._src.native import loader
 
 REFINES = ("none", "quarter", "dark")
 
@@ -100,6 +102,50 @@ def _quarter(h: Array, x: Array, y: Array) -> Array:
     return 0.25 * jnp.stack([jnp.sign(dx), jnp.sign(dy)], axis=-1)
 
 
+def _xla_decode(h: Array, refine: str) -> tuple[Array, Array, Array, Array]:
+    """``(x, y, peak, quarter offset)`` by XLA (the offset only for ``refine="quarter"``)."""
+    x, y, peak = _flat_argmax(h)
+    quarter = _quarter(h, x, y) if refine == "quarter" else jnp.zeros((*x.shape, 2), h.dtype)
+    return x, y, peak, quarter
+
+
+def _native_decode(h: Array, target: str) -> tuple[Array, Array, Array, Array]:
+    """The same four by the C++ kernel ``native/heatmap_argmax.cc`` (CPU, float32).
+
+    One pass over each map; the XLA CPU path, bound by its reduction kernels, is 1.5-2x
+    slower than NumPy's argmax on the same data (BENCHMARKS.md, "Pose: OKS and heatmap
+    decoding").
+    """
+    out = h.shape[:-3] + h.shape[-1:]
+    call = jax.ffi.ffi_call(
+        target,
+        (
+            jax.ShapeDtypeStruct(out, jnp.int32),
+            jax.ShapeDtypeStruct(out, jnp.int32),
+            jax.ShapeDtypeStruct(out, jnp.float32),
+            jax.ShapeDtypeStruct((*out, 2), jnp.float32),
+        ),
+        vmap_method="broadcast_all",
+    )
+    results = tuple(call(h))
+    axes = tuple(sorted(varying_axes(h)))
+    if axes:  # inside shard_map: vary over the same mesh axes as the maps
+        results = tuple(jax.lax.pcast(r, axes, to="varying") for r in results)
+    return results
+
+
+def _decode(h: Array, refine: str) -> tuple[Array, Array, Array, Array]:
+    """The native kernel where the computation lowers for the CPU, XLA elsewhere."""
+    target = None
+    if h.dtype == jnp.float32 and h.size and h.shape[-3] * h.shape[-2] < 2**31:
+        target = loader.cpu_target("heatmap_argmax")
+    if target is None:
+        return _xla_decode(h, refine)
+    return jax.lax.platform_dependent(
+        h, cpu=lambda m: _native_decode(m, target), default=lambda m: _xla_decode(m, refine)
+    )
+
+
 def _dark(h: Array, x: Array, y: Array, blur_sigma: float | None) -> Array:
     """Newton step ``-H^-1 g`` on the log map at the argmax (DARK's Taylor expansion)."""
     height, width = h.shape[-3:-1]
@@ -161,7 +207,15 @@ def heatmap_argmax(
 
     Returns:
       ``(keypoints [..., K, 2] (x, y) in map pixels, scores [..., K])``; the score is the
-      heatmap's maximum. Coordinates carry no gradient (argmax).
+      heatmap's maximum. Coordinates carry no gradient (argmax). The argmax is the first
+      maximum in row-major order, as ``np.argmax`` on the flattened map; a map holding NaN
+      gets score NaN and decodes to its last pixel.
+
+    Where the computation lowers for the CPU, float32 maps are decoded by a C++ kernel
+    (``jaxvision/_src/native/heatmap_argmax.cc``, an XLA FFI call: one pass over each map,
+    compiled for the machine on first use and cached); it returns exactly what the XLA path
+    of every other device returns. Without a C++ compiler, or with ``JAXVISION_NATIVE=0``,
+    the CPU runs the XLA path (same results, slower).
 
     Examples:
       >>> import numpy as np
@@ -179,10 +233,10 @@ def heatmap_argmax(
     if blur_sigma is not None and (refine != "dark" or not blur_sigma > 0):
         raise ValueError(f"`blur_sigma` must be > 0 and needs refine='dark', got {blur_sigma!r}")
     h = jax.lax.stop_gradient(h)
-    x, y, score = _flat_argmax(h)
+    x, y, score, quarter = _decode(h, refine)
     xy = jnp.stack([x, y], axis=-1).astype(h.dtype) + 0.5
     if refine == "quarter":
-        xy = xy + _quarter(h, x, y)
+        xy = xy + quarter
     elif refine == "dark":
         xy = xy + _dark(h, x, y, blur_sigma)
     return xy, score

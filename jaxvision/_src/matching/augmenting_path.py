@@ -44,11 +44,14 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from jaxvision._src.jax_compat import varying_axes
 from jaxvision._src.matching.augmenting_path_kernel import solve_rows_kernel
-from jaxvision._src.matching.costs import replacement_cost
+from jaxvision._src.matching.costs import fit_range, replacement_cost
 from jaxvision._src.matching.row_reduction import reduce_free_rows
+from jaxvision._src.native import loader
 
 _SEARCH, _AUGMENT, _DONE = 0, 1, 2
 
@@ -59,8 +62,13 @@ def solve_rows(
     n_pairs: int | None = None,
     *,
     gpu_kernel: bool = True,
+    fit: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Runs :func:`_solve_rows`, in auto-sharding mode over any explicit mesh axes.
+
+    ``fit``: the XLA solvers first scale each problem into float32's safe range
+    (:func:`~jaxvision._src.matching.costs.fit_range` with ``n_pairs``); the native CPU
+    solver, in double precision, needs no scaling.
 
     Under an explicit-axes mesh (``jax.make_mesh``'s default) the solver's gathers and
     scatters have no unambiguous output sharding; each problem is independent, so the
@@ -78,7 +86,7 @@ def solve_rows(
     b, m, n = cost.shape
     if b == 0 or m == 0 or n == 0:  # nothing to assign (and no zero-size kernel grid)
         return jnp.full((b, n), -1, jnp.int32), jnp.full((b, m), -1, jnp.int32)
-    solve = functools.partial(_solve_rows, n_pairs=n_pairs, gpu_kernel=gpu_kernel)
+    solve = functools.partial(_solve_rows, n_pairs=n_pairs, gpu_kernel=gpu_kernel, fit=fit)
     if not explicit:
         return solve(cost, row_active)
     batch_spec = jax.sharding.PartitionSpec(sharding.spec[0] if sharding.spec else None, None)
@@ -88,7 +96,7 @@ def solve_rows(
 
 
 def _solve_rows(
-    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, gpu_kernel: bool
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, gpu_kernel: bool, fit: bool
 ) -> tuple[jax.Array, jax.Array]:
     """Assigns every active row of each problem to a distinct column at minimum total cost.
 
@@ -106,17 +114,49 @@ def _solve_rows(
       ``(col4row, row4col)``: ``[B, N]`` int32 column of each row and ``[B, M]`` int32 row of
       each column, -1 where unassigned.
 
-    The implementation is chosen for the device at lowering time: on the CPU a greedy start
-    in one elementwise pass and rounds of the unsolved problems; on CUDA GPUs one Pallas
-    kernel (:mod:`augmenting_path_kernel`) unless ``gpu_kernel`` is false; elsewhere a flat
-    XLA loop over the batch.
+    The implementation is chosen for the device at lowering time: on the CPU the C++ solver
+    ``native/assignment.cc`` for float32 costs (the same algorithm, one problem per thread
+    of XLA's pool), else a greedy start in one elementwise pass and rounds of the unsolved
+    problems; on CUDA GPUs one Pallas kernel (:mod:`augmenting_path_kernel`); elsewhere a
+    flat XLA loop over the batch. ``gpu_kernel=False`` (``method="xla"``) keeps to XLA
+    everywhere.
     """
-    solvers = {"cpu": _solve_on_cpu, "default": _solve_flat}
+
+    def fitted(solver):
+        def run(c: jax.Array, active: jax.Array) -> tuple[jax.Array, jax.Array]:
+            return solver(fit_range(c, active, n_pairs) if fit else c, active, n_pairs=n_pairs)
+
+        return run
+
+    solvers = {"cpu": fitted(_solve_on_cpu), "default": fitted(_solve_flat)}
     if gpu_kernel:
-        solvers["cuda"] = _solve_with_kernel
-    return lax.platform_dependent(
-        cost, row_active, **{k: functools.partial(f, n_pairs=n_pairs) for k, f in solvers.items()}
+        solvers["cuda"] = fitted(_solve_with_kernel)
+        target = loader.cpu_target("assignment") if cost.dtype == jnp.float32 else None
+        if target is not None:
+            solvers["cpu"] = functools.partial(_solve_native, n_pairs=n_pairs, target=target)
+    return lax.platform_dependent(cost, row_active, **solvers)
+
+
+def _solve_native(
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, target: str
+) -> tuple[jax.Array, jax.Array]:
+    """The C++ solver (CPU, float32 costs, double precision inside).
+
+    With ``n_pairs`` it replaces NaN and +-inf by the stand-in of
+    :func:`~jaxvision._src.matching.costs.replacement_cost` itself (in double, so without
+    its float32 cap or the scaling of ``fit_range``); without, +inf (and NaN) forbid a pair.
+    """
+    b, m, n = cost.shape
+    call = jax.ffi.ffi_call(
+        target,
+        (jax.ShapeDtypeStruct((b, n), jnp.int32), jax.ShapeDtypeStruct((b, m), jnp.int32)),
+        vmap_method="broadcast_all",
     )
+    col4row, row4col = call(cost, row_active.astype(bool), n_pairs=np.int64(n_pairs or 0))
+    axes = tuple(sorted(varying_axes(cost)))
+    if axes:  # inside shard_map: vary over the same mesh axes as the costs
+        col4row, row4col = (lax.pcast(x, axes, to="varying") for x in (col4row, row4col))
+    return col4row, row4col
 
 
 def _greedy_start(best: jax.Array, row_active: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:

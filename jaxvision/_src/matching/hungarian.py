@@ -22,7 +22,8 @@ METHODS = ("auto", "xla")
 
 
 def _check_method(method: str) -> bool:
-    """``method`` validated; returns whether CUDA devices run the Pallas kernel."""
+    """``method`` validated; returns whether the device's own kernel runs (Pallas on CUDA,
+    C++ on the CPU) rather than XLA alone."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return method == "auto"
@@ -77,7 +78,7 @@ def linear_sum_assignment(
     if not transposed:
         c = jnp.swapaxes(c, 1, 2)  # the solver's layout: [B, columns, rows]
     rows = jnp.ones((c.shape[0], c.shape[2]), bool)
-    col4row, _ = solve_rows(fit_range(c, rows, k), rows, n_pairs=k, gpu_kernel=gpu_kernel)
+    col4row, _ = solve_rows(c, rows, n_pairs=k, gpu_kernel=gpu_kernel, fit=True)
     if transposed:
         order = jnp.argsort(col4row, axis=1).astype(jnp.int32)
         row_ind = jnp.take_along_axis(col4row, order, axis=1)
@@ -108,9 +109,12 @@ def hungarian_match(
         for that, past about 1e33 in float32, are first scaled by a power of two).
       target_mask: ``[B, T]`` bool, True for real targets (padding is False).
       method: static backend choice. ``"auto"`` (default): the device's fastest solver,
-        chosen at lowering time (rounds of the unsolved problems on the CPU, one Pallas
-        kernel on CUDA GPUs, a flat XLA loop elsewhere); ``"xla"``: no Pallas kernel (the
-        flat XLA loop on CUDA). Both give an optimal matching.
+        chosen at lowering time: on the CPU, for float32 costs, a C++ solver (an XLA FFI
+        call, ``jaxvision/_src/native/assignment.cc``: the same algorithm in double
+        precision, the problems spread over XLA's threads; compiled on first use, else
+        skipped: docs/native.md); one Pallas kernel on CUDA GPUs; XLA elsewhere.
+        ``"xla"``: XLA only (on the CPU rounds of the unsolved problems, on CUDA a flat
+        loop). Both give an optimal matching.
 
     Returns:
       ``(query_of_target, target_of_query)``: ``[B, T]`` int32 query matched to each target
@@ -143,11 +147,11 @@ def hungarian_match(
         return none_t, none_q
     # Targets are the rows to assign, queries the columns: [B, Q, T] is the solver's layout.
     c = jax.lax.stop_gradient(costs).astype(dtype)
-    c = fit_range(c, mask, min(q, t))  # 1 unless costs pass ~1e33: see fit_range
-    if t <= q:
-        col4row, row4col = solve_rows(c, mask, n_pairs=t, gpu_kernel=gpu_kernel)
+    if t <= q:  # scaled by fit_range (1 unless costs pass ~1e33) on the XLA paths
+        col4row, row4col = solve_rows(c, mask, n_pairs=t, gpu_kernel=gpu_kernel, fit=True)
         query_of_target = jnp.where(mask, col4row, -1)
         return query_of_target, row4col
+    c = fit_range(c, mask, q)
     return _match_more_targets_than_queries(finite_costs(c, mask, q), mask, gpu_kernel)
 
 

@@ -1,0 +1,1 @@
+"""Native CPU kernels (C++ XLA FFI handlers), compiled on first use; see ``loader``."""

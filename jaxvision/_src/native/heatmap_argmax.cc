@@ -1,0 +1,173 @@
+// First maximum of each heatmap channel, with the quarter offset: an XLA FFI handler for
+// the CPU (jaxvision.keypoints.heatmap_argmax). Compiled on first use by
+// jaxvision/_src/native/loader.py; the XLA path gives the same results everywhere else.
+//
+// heatmaps [..., H, W, K] float32, row-major ->
+//   x, y [..., K] int32: the first maximum in row-major (y, x) order, as np.argmax on the
+//        flattened map (H - 1, W - 1 where the map holds NaN, as the XLA path);
+//   peak [..., K] float32: the maximum (NaN where the map holds NaN);
+//   quarter [..., K, 2] float32: 0.25 * sign of the central differences at (x, y), 0 on
+//        the border.
+//
+// One pass over each map: per column (w, k) of the [H, W * K] block its maximum (and its sum,
+// which flags NaN), in SIMD registers for a tile of columns at a time; then, per channel, the peak over
+// the columns, and the first row holding it in the columns that reach it (in cache: the
+// map was just read), the first in row-major order kept.
+
+#include <cmath>
+#include <cstdint>
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "parallel_for.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#else
+constexpr int kLanes = 8;
+#endif
+typedef float VecF __attribute__((vector_size(4 * kLanes)));
+constexpr int kTile = 8;  // vectors per tile
+
+inline VecF Load(const float* p) {
+  VecF v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Maximum and sum over the rows of columns [j, j + kLanes * tiles) of one map. The sum is
+// NaN where the column holds NaN (or both infinities: the caller checks those columns).
+template <int tiles>
+inline void ColumnTile(const float* m, int64_t h, int64_t wk, int64_t j, float* best,
+                       float* sum) {
+  VecF bv[tiles], bs[tiles];
+  for (int t = 0; t < tiles; ++t) {
+    bv[t] = Load(m + j + kLanes * t);
+    bs[t] = bv[t];
+  }
+  for (int64_t i = 1; i < h; ++i) {
+    const float* line = m + i * wk + j;
+    for (int t = 0; t < tiles; ++t) {
+      const VecF v = Load(line + kLanes * t);
+      bv[t] = v > bv[t] ? v : bv[t];
+      bs[t] += v;
+    }
+  }
+  for (int t = 0; t < tiles; ++t) {
+    std::memcpy(best + j + kLanes * t, &bv[t], sizeof(VecF));
+    std::memcpy(sum + j + kLanes * t, &bs[t], sizeof(VecF));
+  }
+}
+
+float QuarterStep(float hi, float lo) {
+  const float d = hi - lo;
+  if (d > 0) return 0.25f;
+  if (d < 0) return -0.25f;
+  return d == d ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+}
+
+// True where column j of the [H, W * K] block holds NaN.
+bool ColumnHasNan(const float* m, int64_t h, int64_t wk, int64_t j) {
+  for (int64_t i = 0; i < h; ++i) {
+    if (std::isnan(m[i * wk + j])) return true;
+  }
+  return false;
+}
+
+void DecodeMap(const float* m, int64_t h, int64_t w, int64_t k, float* best, float* sum,
+               int32_t* ox, int32_t* oy, float* op, float* oq) {
+  const int64_t wk = w * k;
+  // The tiles below walk down the rows with a stride of W * K floats, which the hardware
+  // prefetchers follow poorly: request the whole map in address order first.
+  for (int64_t p = 0; p < h * wk; p += 64 / sizeof(float)) __builtin_prefetch(m + p);
+  int64_t j = 0;
+  for (; j + kLanes * kTile <= wk; j += kLanes * kTile) ColumnTile<kTile>(m, h, wk, j, best, sum);
+  for (; j + kLanes <= wk; j += kLanes) ColumnTile<1>(m, h, wk, j, best, sum);
+  for (; j < wk; ++j) {
+    float bv = m[j], bs = m[j];
+    for (int64_t i = 1; i < h; ++i) {
+      const float v = m[i * wk + j];
+      bv = v > bv ? v : bv;
+      bs += v;
+    }
+    best[j] = bv;
+    sum[j] = bs;
+  }
+  for (int64_t c = 0; c < k; ++c) {
+    auto at = [&](int64_t yy, int64_t xx) { return m[(yy * w + xx) * k + c]; };
+    float pv = best[c];
+    bool any_nan = false;
+    for (int64_t x = 0; x < w; ++x) {
+      pv = best[x * k + c] > pv ? best[x * k + c] : pv;
+      if (std::isnan(sum[x * k + c])) any_nan = any_nan || ColumnHasNan(m, h, wk, x * k + c);
+    }
+    int64_t px = w - 1, py = h - 1;
+    if (any_nan) {
+      pv = std::numeric_limits<float>::quiet_NaN();
+    } else {
+      // The first row holding the peak in each column that holds it; the first of them in
+      // row-major order (usually one column holds it).
+      py = h;
+      for (int64_t x = 0; x < w; ++x) {
+        if (best[x * k + c] != pv) continue;
+        for (int64_t yy = 0; yy < py; ++yy) {
+          if (at(yy, x) == pv) {
+            py = yy;
+            px = x;
+            break;
+          }
+        }
+      }
+    }
+    ox[c] = static_cast<int32_t>(px);
+    oy[c] = static_cast<int32_t>(py);
+    op[c] = pv;
+    oq[2 * c] = (px > 0 && px < w - 1) ? QuarterStep(at(py, px + 1), at(py, px - 1)) : 0.0f;
+    oq[2 * c + 1] = (py > 0 && py < h - 1) ? QuarterStep(at(py + 1, px), at(py - 1, px)) : 0.0f;
+  }
+}
+
+ffi::Error HeatmapArgmax(ffi::Buffer<ffi::F32> maps, ffi::ResultBuffer<ffi::S32> xs,
+                         ffi::ResultBuffer<ffi::S32> ys, ffi::ResultBuffer<ffi::F32> peaks,
+                         ffi::ResultBuffer<ffi::F32> quarter, ffi::ThreadPool pool) {
+  const auto dims = maps.dimensions();
+  const int64_t rank = dims.size();
+  if (rank < 3) return ffi::Error::InvalidArgument("heatmaps must have rank >= 3");
+  const int64_t h = dims[rank - 3], w = dims[rank - 2], k = dims[rank - 1];
+  const int64_t per = h * w * k;
+  if (per == 0) return ffi::Error::Success();
+  if (h * w > std::numeric_limits<int32_t>::max())
+    return ffi::Error::InvalidArgument("heatmaps: H * W must fit in int32");
+  const int64_t batch = maps.element_count() / per;
+  const float* src = maps.typed_data();
+  // Batches of maps per thread: about 1 MB of maps each, all on one thread below that.
+  const int64_t group = std::max<int64_t>(1, (1 << 18) / per);
+  const int64_t groups = (batch + group - 1) / group;
+  jaxvision::ParallelFor(pool, groups, /*max_workers=*/4, [&](int64_t g) {
+    std::vector<float> best(w * k), sum(w * k);
+    for (int64_t b = g * group; b < std::min(batch, (g + 1) * group); ++b) {
+      DecodeMap(src + b * per, h, w, k, best.data(), sum.data(), xs->typed_data() + b * k,
+                ys->typed_data() + b * k, peaks->typed_data() + b * k,
+                quarter->typed_data() + 2 * b * k);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxvisionHeatmapArgmax, HeatmapArgmax,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ctx<ffi::ThreadPool>());
