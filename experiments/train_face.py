@@ -23,6 +23,14 @@ The third table (three seeds, ``--set seed=0/1/2``: other identities each) has s
 options ``margin``, ``centre_std``, ``centre_weight_decay`` and ``centre_lr_scale`` were
 tried on the validation split (docs/face.md).
 
+The fifth table (2026-12-01, BENCHMARKS.md) renders 48 x 48 faces and aligns 32 x 32 crops,
+with 400 training identities x 12 images and 300 held-out identities x 10, 1500 steps
+(chosen on ``--set val_identities=100``; docs/face.md)::
+
+    python experiments/train_face.py --workdir runs/face/arcface32 --set render_size=48 \
+        --set crop_size=32 --set train_identities=400 --set images_per_identity=12 \
+        --set test_identities=300 --set steps=1500 --set loss=arcface --set margin_warmup=0.5
+
 The last line printed is one JSON object with the final metrics.
 """
 
