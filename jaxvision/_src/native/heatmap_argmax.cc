@@ -81,7 +81,15 @@ bool ColumnHasNan(const float* m, int64_t h, int64_t wk, int64_t j) {
   return false;
 }
 
+// Per-channel working memory of DecodeMap.
+struct Channels {
+  explicit Channels(int64_t k) : peak(k), flag(k), first(k), count(k) {}
+  std::vector<float> peak, flag;
+  std::vector<int32_t> first, count;
+};
+
 void DecodeMap(const float* m, int64_t h, int64_t w, int64_t k, float* best, float* sum,
+               Channels& ch,
                int32_t* ox, int32_t* oy, float* op, float* oq) {
   const int64_t wk = w * k;
   // The tiles below walk down the rows with a stride of W * K floats, which the hardware
@@ -100,22 +108,56 @@ void DecodeMap(const float* m, int64_t h, int64_t w, int64_t k, float* best, flo
     best[j] = bv;
     sum[j] = bs;
   }
+  // Per channel, with the channels innermost (contiguous, vectorised): the peak over the
+  // columns, the sum of the column sums (NaN flags a NaN or both infinities), the first
+  // column reaching the peak and how many do.
+  float* __restrict peak = ch.peak.data();
+  float* __restrict flag = ch.flag.data();
+  int32_t* __restrict first = ch.first.data();
+  int32_t* __restrict count = ch.count.data();
+  for (int64_t c = 0; c < k; ++c) {
+    peak[c] = best[c];
+    flag[c] = sum[c];
+  }
+  for (int64_t x = 1; x < w; ++x) {
+    const float* __restrict bx = best + x * k;
+    const float* __restrict sx = sum + x * k;
+    for (int64_t c = 0; c < k; ++c) {
+      peak[c] = bx[c] > peak[c] ? bx[c] : peak[c];
+      flag[c] += sx[c];
+    }
+  }
+  for (int64_t c = 0; c < k; ++c) {
+    first[c] = static_cast<int32_t>(w);
+    count[c] = 0;
+  }
+  for (int64_t x = w - 1; x >= 0; --x) {  // backwards: the first column is written last
+    const float* __restrict bx = best + x * k;
+    for (int64_t c = 0; c < k; ++c) {
+      const bool hit = bx[c] == peak[c];
+      first[c] = hit ? static_cast<int32_t>(x) : first[c];
+      count[c] += hit;
+    }
+  }
   for (int64_t c = 0; c < k; ++c) {
     auto at = [&](int64_t yy, int64_t xx) { return m[(yy * w + xx) * k + c]; };
-    float pv = best[c];
+    float pv = peak[c];
     bool any_nan = false;
-    for (int64_t x = 0; x < w; ++x) {
-      pv = best[x * k + c] > pv ? best[x * k + c] : pv;
-      if (std::isnan(sum[x * k + c])) any_nan = any_nan || ColumnHasNan(m, h, wk, x * k + c);
+    if (std::isnan(flag[c])) {  // rare: find out whether a column really holds NaN
+      for (int64_t x = 0; x < w && !any_nan; ++x) {
+        any_nan = std::isnan(sum[x * k + c]) && ColumnHasNan(m, h, wk, x * k + c);
+      }
     }
     int64_t px = w - 1, py = h - 1;
     if (any_nan) {
       pv = std::numeric_limits<float>::quiet_NaN();
     } else {
-      // The first row holding the peak in each column that holds it; the first of them in
-      // row-major order (usually one column holds it).
+      // The first row holding the peak in each column that reaches it; the first of them in
+      // row-major order. Usually one column does: only its rows are read (in cache: the
+      // map was just read).
       py = h;
-      for (int64_t x = 0; x < w; ++x) {
+      const int64_t last = count[c] == 1 ? first[c] + 1 : w;
+      for (int64_t x = first[c]; x < last; ++x) {
         if (best[x * k + c] != pv) continue;
         for (int64_t yy = 0; yy < py; ++yy) {
           if (at(yy, x) == pv) {
@@ -152,8 +194,9 @@ ffi::Error HeatmapArgmax(ffi::Buffer<ffi::F32> maps, ffi::ResultBuffer<ffi::S32>
   const int64_t groups = (batch + group - 1) / group;
   jaxvision::ParallelFor(pool, groups, /*max_workers=*/4, [&](int64_t g) {
     std::vector<float> best(w * k), sum(w * k);
+    Channels ch(k);
     for (int64_t b = g * group; b < std::min(batch, (g + 1) * group); ++b) {
-      DecodeMap(src + b * per, h, w, k, best.data(), sum.data(), xs->typed_data() + b * k,
+      DecodeMap(src + b * per, h, w, k, best.data(), sum.data(), ch, xs->typed_data() + b * k,
                 ys->typed_data() + b * k, peaks->typed_data() + b * k,
                 quarter->typed_data() + 2 * b * k);
     }
