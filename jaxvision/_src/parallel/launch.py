@@ -33,6 +33,7 @@ import ctypes
 import errno
 import os
 import queue
+import random
 import runpy
 import signal
 import socket
@@ -221,6 +222,22 @@ def _run_worker() -> None:
 
 
 def _free_port() -> int:
+    """A port free now, below Linux's ephemeral range (32768-60999).
+
+    A port the kernel hands out for ``bind(0)`` comes from the ephemeral range, where any
+    process's outgoing connections (another job's gRPC clients, say) may take it between
+    this check and the coordinator's bind; a random port below that range is only taken by
+    another listener choosing the same one.
+    """
+    rng = random.Random()  # os-seeded: concurrent launchers draw different ports
+    for _ in range(64):
+        port = rng.randrange(20000, 32768)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
