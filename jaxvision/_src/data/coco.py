@@ -288,9 +288,7 @@ def _checked_box(file: Path, where: str, ann: Any, height: int, width: int) -> l
     x0, x1 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
     y0, y1 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
     if x1 <= x0 or y1 <= y0:
-        raise _fail(
-            file, where, "bbox", f"{bbox} has no area inside its image of {width}x{height}"
-        )
+        raise _fail(file, where, "bbox", f"{bbox} has no area inside its image of {width}x{height}")
     return [x0, y0, x1, y1]
 
 

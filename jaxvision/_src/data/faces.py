@@ -18,11 +18,19 @@ from scipy import ndimage
 from jaxvision._src.export import export
 
 _IDENTITY_RANGES = {
-    "eye_spacing": (30.0, 41.0), "eye_y": (47.0, 55.0), "eye_size": (3.5, 6.0),
-    "nose_y": (66.0, 76.0), "nose_width": (4.0, 9.0),
-    "mouth_y": (87.0, 96.0), "mouth_width": (22.0, 34.0), "lip": (2.5, 6.0),
-    "face_width": (30.0, 40.0), "face_height": (40.0, 50.0),
-    "hairline": (20.0, 40.0), "hair_width": (1.0, 1.25), "brow": (1.0, 3.0),
+    "eye_spacing": (30.0, 41.0),
+    "eye_y": (47.0, 55.0),
+    "eye_size": (3.5, 6.0),
+    "nose_y": (66.0, 76.0),
+    "nose_width": (4.0, 9.0),
+    "mouth_y": (87.0, 96.0),
+    "mouth_width": (22.0, 34.0),
+    "lip": (2.5, 6.0),
+    "face_width": (30.0, 40.0),
+    "face_height": (40.0, 50.0),
+    "hairline": (20.0, 40.0),
+    "hair_width": (1.0, 1.25),
+    "brow": (1.0, 3.0),
 }
 
 
@@ -58,9 +66,7 @@ class FaceImages(NamedTuple):
 
 
 @export("data.sample_identities")
-def sample_identities(
-    num_identities: int, *, seed: int = 0, spread: float = 1.0
-) -> FaceIdentities:
+def sample_identities(num_identities: int, *, seed: int = 0, spread: float = 1.0) -> FaceIdentities:
     """Draws ``num_identities`` face identities (see the module docstring).
 
     ``spread`` in ``(0, 1]`` scales how far identities differ in geometry and skin tone
@@ -71,11 +77,20 @@ def sample_identities(
     mid, half = (lo + hi) / 2, (hi - lo) / 2 * spread
     geometry = rng.uniform(mid - half, mid + half, (num_identities, len(lo)))
     tone = rng.uniform(0.65 - 0.3 * spread, 0.65 + 0.3 * spread, (num_identities, 1))
-    skin = np.clip(tone * np.array([1.0, 0.78, 0.62]) + rng.normal(0, 0.04, (num_identities, 3)),
-                   0, 1)
+    skin = np.clip(
+        tone * np.array([1.0, 0.78, 0.62]) + rng.normal(0, 0.04, (num_identities, 3)), 0, 1
+    )
     # Natural hair: black, browns, auburn, blond, grey, with a little jitter.
-    palette = np.array([[0.05, 0.04, 0.03], [0.25, 0.15, 0.08], [0.45, 0.28, 0.15],
-                        [0.55, 0.25, 0.12], [0.85, 0.72, 0.45], [0.6, 0.6, 0.6]])
+    palette = np.array(
+        [
+            [0.05, 0.04, 0.03],
+            [0.25, 0.15, 0.08],
+            [0.45, 0.28, 0.15],
+            [0.55, 0.25, 0.12],
+            [0.85, 0.72, 0.45],
+            [0.6, 0.6, 0.6],
+        ]
+    )
     hair = palette[rng.integers(0, len(palette), num_identities)]
     hair = np.clip(hair + rng.normal(0, 0.03, (num_identities, 3)), 0, 1)
     iris = palette[rng.integers(0, 4, num_identities)] + rng.uniform(0, 0.2, (num_identities, 3))
@@ -85,8 +100,16 @@ def sample_identities(
 def _canonical_landmarks(g: np.ndarray) -> np.ndarray:
     """``[N, 5, 2]`` landmarks in the 112 frame from geometry rows ``[N, 13]``."""
     half_eye, half_mouth = g[:, 0] / 2, g[:, 6] / 2
-    x = np.stack([56 - half_eye, 56 + half_eye, np.full_like(half_eye, 56.0),
-                  56 - half_mouth, 56 + half_mouth], 1)
+    x = np.stack(
+        [
+            56 - half_eye,
+            56 + half_eye,
+            np.full_like(half_eye, 56.0),
+            56 - half_mouth,
+            56 + half_mouth,
+        ],
+        1,
+    )
     y = np.stack([g[:, 1], g[:, 1], g[:, 3], g[:, 5], g[:, 5]], 1)
     return np.stack([x, y], -1)
 
@@ -114,8 +137,9 @@ def _render(u, v, g, skin, hair, iris, px):
     coverage = np.maximum(hair_mask, _soft(face, w / 40))
     canvas = _paint(canvas, _soft(face, w / 40), skin)
     # Hairline: hair again above a per-identity height inside the head.
-    canvas = _paint(canvas, _soft(face, w / 40) * _soft((v - 10) / (e(10) - 10 + 1e-3), w / 20),
-                    hair)
+    canvas = _paint(
+        canvas, _soft(face, w / 40) * _soft((v - 10) / (e(10) - 10 + 1e-3), w / 20), hair
+    )
     for side in (-1, 1):
         cx = 56 + side * e(0) / 2
         eye = np.hypot((u - cx) / (e(2) * 1.6), (v - e(1)) / e(2) * e(13))
@@ -124,13 +148,16 @@ def _render(u, v, g, skin, hair, iris, px):
         canvas = _paint(canvas, _soft(pupil, w / 3), iris)
         brow = np.hypot((u - cx) / (e(2) * 2.0), (v - e(1) + 2.2 * e(2) + e(14)) / e(12))
         canvas = _paint(canvas, _soft(brow, w / 3), hair * 0.6)
-    nose = np.hypot((u - 56) / (e(4) * (0.3 + 0.7 * np.clip((v - e(1)) / (e(3) - e(1)), 0, 1))
-                                 + 1e-3), (v - (e(1) + e(3)) / 2) / ((e(3) - e(1)) / 2 + 1))
+    nose = np.hypot(
+        (u - 56) / (e(4) * (0.3 + 0.7 * np.clip((v - e(1)) / (e(3) - e(1)), 0, 1)) + 1e-3),
+        (v - (e(1) + e(3)) / 2) / ((e(3) - e(1)) / 2 + 1),
+    )
     canvas = _paint(canvas, 0.5 * _soft(nose, w / 4), skin * 0.75)
     nostril = np.hypot(u - 56, v - e(3)) / 1.8
     canvas = _paint(canvas, _soft(nostril, w / 2), skin * 0.45)
-    mouth = np.hypot((u - 56) / (e(6) / 2), (v - e(5) - e(15) * ((u - 56) / (e(6) / 2)) ** 2)
-                     / e(7))
+    mouth = np.hypot(
+        (u - 56) / (e(6) / 2), (v - e(5) - e(15) * ((u - 56) / (e(6) / 2)) ** 2) / e(7)
+    )
     lips = np.stack([np.full(n, 0.75), np.full(n, 0.25), np.full(n, 0.3)], 1) * skin
     return _paint(canvas, _soft(mouth, w / 5), lips), coverage
 
@@ -146,9 +173,14 @@ def _nuisance_geometry(rng, labels, ids, size, max_rotation):
     c, s = np.cos(angle) * scale, np.sin(angle) * scale
     a = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # [N, 2, 2]
     t = shift - np.einsum("nij,j->ni", a, np.array([56.0, 68.0]))
-    extra = np.stack([rng.uniform(0.8, 1.3, n),  # eye openness
-                      rng.uniform(-1.0, 1.0, n),  # brow raise
-                      rng.uniform(-0.15, 0.25, n) * g[:, 7]], 1)  # smile
+    extra = np.stack(
+        [
+            rng.uniform(0.8, 1.3, n),  # eye openness
+            rng.uniform(-1.0, 1.0, n),  # brow raise
+            rng.uniform(-0.15, 0.25, n) * g[:, 7],
+        ],
+        1,
+    )  # smile
     return np.concatenate([g, extra], 1), a, t, scale
 
 
@@ -196,8 +228,15 @@ def generate_faces(
         u = inv[sl, 0, 0, None, None] * dx + inv[sl, 0, 1, None, None] * dy
         v = inv[sl, 1, 0, None, None] * dx + inv[sl, 1, 1, None, None] * dy
         lab = labels[sl]
-        face, coverage = _render(u, v, g[sl], identities.skin[lab], identities.hair[lab],
-                                 identities.iris[lab], 1 / scale[sl])
+        face, coverage = _render(
+            u,
+            v,
+            g[sl],
+            identities.skin[lab],
+            identities.hair[lab],
+            identities.iris[lab],
+            1 / scale[sl],
+        )
         images[sl] = _nuisances(rng, face, coverage, size)
     return FaceImages(images, landmarks.astype(np.float32), labels)
 
@@ -211,8 +250,11 @@ def _nuisances(
     img = face + (1 - coverage[..., None]) * background
     ys, xs = np.mgrid[0:size, 0:size] / size - 0.5
     direction = rng.normal(0, 0.4, (n, 2))
-    light = rng.uniform(0.7, 1.2, (n, 1, 1)) + direction[:, 0, None, None] * xs[None] + \
-        direction[:, 1, None, None] * ys[None]
+    light = (
+        rng.uniform(0.7, 1.2, (n, 1, 1))
+        + direction[:, 0, None, None] * xs[None]
+        + direction[:, 1, None, None] * ys[None]
+    )
     # White balance: a per-image colour cast, so colour alone is an unreliable cue.
     img = img * light[..., None] * rng.uniform(0.85, 1.15, (n, 1, 1, 3))
     sigma = rng.uniform(0, 1.3, n)

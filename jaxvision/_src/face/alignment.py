@@ -53,9 +53,7 @@ def arcface_template(size: int = 112) -> np.ndarray:
         raise ValueError(f"`size` must be a positive int, got {size!r}")
     if size % 128 == 0 and size % 112 != 0:
         ratio = np.float32(size / 128)
-        return (ARCFACE_TEMPLATE * ratio + np.array([8 * ratio, 0], np.float32)).astype(
-            np.float32
-        )
+        return (ARCFACE_TEMPLATE * ratio + np.array([8 * ratio, 0], np.float32)).astype(np.float32)
     return (ARCFACE_TEMPLATE * np.float32(size / 112)).astype(np.float32)
 
 

@@ -10,7 +10,6 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
-from jaxvision._src.jax_compat import varying_axes
 from jaxvision._src.keypoints import checks
 from jaxvision._src.native import loader
 
@@ -117,21 +116,9 @@ def _native_decode(h: Array, target: str) -> tuple[Array, Array, Array, Array]:
     decoding").
     """
     out = h.shape[:-3] + h.shape[-1:]
-    call = jax.ffi.ffi_call(
-        target,
-        (
-            jax.ShapeDtypeStruct(out, jnp.int32),
-            jax.ShapeDtypeStruct(out, jnp.int32),
-            jax.ShapeDtypeStruct(out, jnp.float32),
-            jax.ShapeDtypeStruct((*out, 2), jnp.float32),
-        ),
-        vmap_method="broadcast_all",
-    )
-    results = tuple(call(h))
-    axes = tuple(sorted(varying_axes(h)))
-    if axes:  # inside shard_map: vary over the same mesh axes as the maps
-        results = tuple(jax.lax.pcast(r, axes, to="varying") for r in results)
-    return results
+    types = (jnp.int32, jnp.int32, jnp.float32, jnp.float32)
+    shapes = (out, out, out, (*out, 2))
+    return loader.call_kernel(target, tuple(map(jax.ShapeDtypeStruct, shapes, types)), h)
 
 
 def _decode(h: Array, refine: str) -> tuple[Array, Array, Array, Array]:

@@ -255,8 +255,15 @@ def margin_softmax_loss(
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"`reduction` must be 'none', 'mean' or 'sum', got {reduction!r}")
     logits = margin_logits(
-        cosines, labels, scale=scale, m1=m1, m2=m2, m3=m3, easy_margin=easy_margin,
-        fallback=fallback, detach_margin=detach_margin,
+        cosines,
+        labels,
+        scale=scale,
+        m1=m1,
+        m2=m2,
+        m3=m3,
+        easy_margin=easy_margin,
+        fallback=fallback,
+        detach_margin=detach_margin,
     )
     lab = jnp.asarray(labels).astype(jnp.int32)
     valid = (lab >= 0) & (lab < logits.shape[-1])

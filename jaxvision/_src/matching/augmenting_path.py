@@ -47,7 +47,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxvision._src.jax_compat import varying_axes
 from jaxvision._src.matching.augmenting_path_kernel import solve_rows_kernel
 from jaxvision._src.matching.costs import fit_range, replacement_cost
 from jaxvision._src.matching.row_reduction import reduce_free_rows
@@ -62,13 +61,8 @@ def solve_rows(
     n_pairs: int | None = None,
     *,
     gpu_kernel: bool = True,
-    fit: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Runs :func:`_solve_rows`, in auto-sharding mode over any explicit mesh axes.
-
-    ``fit``: the XLA solvers first scale each problem into float32's safe range
-    (:func:`~jaxvision._src.matching.costs.fit_range` with ``n_pairs``); the native CPU
-    solver, in double precision, needs no scaling.
 
     Under an explicit-axes mesh (``jax.make_mesh``'s default) the solver's gathers and
     scatters have no unambiguous output sharding; each problem is independent, so the
@@ -86,7 +80,7 @@ def solve_rows(
     b, m, n = cost.shape
     if b == 0 or m == 0 or n == 0:  # nothing to assign (and no zero-size kernel grid)
         return jnp.full((b, n), -1, jnp.int32), jnp.full((b, m), -1, jnp.int32)
-    solve = functools.partial(_solve_rows, n_pairs=n_pairs, gpu_kernel=gpu_kernel, fit=fit)
+    solve = functools.partial(_solve_rows, n_pairs=n_pairs, gpu_kernel=gpu_kernel)
     if not explicit:
         return solve(cost, row_active)
     batch_spec = jax.sharding.PartitionSpec(sharding.spec[0] if sharding.spec else None, None)
@@ -96,7 +90,7 @@ def solve_rows(
 
 
 def _solve_rows(
-    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, gpu_kernel: bool, fit: bool
+    cost: jax.Array, row_active: jax.Array, n_pairs: int | None, gpu_kernel: bool
 ) -> tuple[jax.Array, jax.Array]:
     """Assigns every active row of each problem to a distinct column at minimum total cost.
 
@@ -106,9 +100,10 @@ def _solve_rows(
         problem must have at least as many allowed columns as active rows.
       row_active: ``[B, N]`` bool, the rows to assign; inactive rows stay unassigned.
       n_pairs: with it, NaN and +-inf entries stand for the large finite cost of
-        :func:`~jaxvision._src.matching.costs.replacement_cost` with this bound; without it,
-        ``cost`` must be finite except for ``+inf`` at forbidden columns.
-      gpu_kernel: whether CUDA devices run the Pallas kernel (else the flat XLA loop).
+        :func:`~jaxvision._src.matching.costs.replacement_cost` with this bound, and the
+        XLA solvers first scale each problem by :func:`~jaxvision._src.matching.costs.fit_range`;
+        without it, ``cost`` must be finite except for ``+inf`` at forbidden columns.
+      gpu_kernel: whether the device's own solver runs (Pallas on CUDA, C++ on the CPU).
 
     Returns:
       ``(col4row, row4col)``: ``[B, N]`` int32 column of each row and ``[B, M]`` int32 row of
@@ -123,8 +118,11 @@ def _solve_rows(
     """
 
     def fitted(solver):
+        # With n_pairs, the XLA solvers first scale each problem into float32's safe range
+        # (fit_range); the native solver, in double precision, needs no scaling.
         def run(c: jax.Array, active: jax.Array) -> tuple[jax.Array, jax.Array]:
-            return solver(fit_range(c, active, n_pairs) if fit else c, active, n_pairs=n_pairs)
+            scaled = c if n_pairs is None else fit_range(c, active, n_pairs)
+            return solver(scaled, active, n_pairs=n_pairs)
 
         return run
 
@@ -147,16 +145,9 @@ def _solve_native(
     its float32 cap or the scaling of ``fit_range``); without, +inf (and NaN) forbid a pair.
     """
     b, m, n = cost.shape
-    call = jax.ffi.ffi_call(
-        target,
-        (jax.ShapeDtypeStruct((b, n), jnp.int32), jax.ShapeDtypeStruct((b, m), jnp.int32)),
-        vmap_method="broadcast_all",
-    )
-    col4row, row4col = call(cost, row_active.astype(bool), n_pairs=np.int64(n_pairs or 0))
-    axes = tuple(sorted(varying_axes(cost)))
-    if axes:  # inside shard_map: vary over the same mesh axes as the costs
-        col4row, row4col = (lax.pcast(x, axes, to="varying") for x in (col4row, row4col))
-    return col4row, row4col
+    types = (jax.ShapeDtypeStruct((b, n), jnp.int32), jax.ShapeDtypeStruct((b, m), jnp.int32))
+    active = row_active.astype(bool)
+    return loader.call_kernel(target, types, cost, active, n_pairs=np.int64(n_pairs or 0))
 
 
 def _greedy_start(best: jax.Array, row_active: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:

@@ -78,7 +78,7 @@ def linear_sum_assignment(
     if not transposed:
         c = jnp.swapaxes(c, 1, 2)  # the solver's layout: [B, columns, rows]
     rows = jnp.ones((c.shape[0], c.shape[2]), bool)
-    col4row, _ = solve_rows(c, rows, n_pairs=k, gpu_kernel=gpu_kernel, fit=True)
+    col4row, _ = solve_rows(c, rows, n_pairs=k, gpu_kernel=gpu_kernel)
     if transposed:
         order = jnp.argsort(col4row, axis=1).astype(jnp.int32)
         row_ind = jnp.take_along_axis(col4row, order, axis=1)
@@ -148,7 +148,7 @@ def hungarian_match(
     # Targets are the rows to assign, queries the columns: [B, Q, T] is the solver's layout.
     c = jax.lax.stop_gradient(costs).astype(dtype)
     if t <= q:  # scaled by fit_range (1 unless costs pass ~1e33) on the XLA paths
-        col4row, row4col = solve_rows(c, mask, n_pairs=t, gpu_kernel=gpu_kernel, fit=True)
+        col4row, row4col = solve_rows(c, mask, n_pairs=t, gpu_kernel=gpu_kernel)
         query_of_target = jnp.where(mask, col4row, -1)
         return query_of_target, row4col
     c = fit_range(c, mask, q)

@@ -57,8 +57,7 @@ def _bn(channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 
 def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(cin, cout, (k, k), strides=stride, padding=k // 2, use_bias=False,
-                    rngs=rngs)
+    return nnx.Conv(cin, cout, (k, k), strides=stride, padding=k // 2, use_bias=False, rngs=rngs)
 
 
 class _Block(nnx.Module):
@@ -108,8 +107,9 @@ class IResNet(nnx.Module):
         if c.input_size % stride:
             raise ValueError(f"`input_size` must be divisible by {stride}, got {c.input_size}")
         self.config = c
-        self.stem = nnx.Sequential(_conv(3, c.stem_width, 3, 1, rngs), _bn(c.stem_width, rngs),
-                                   _PReLU(c.stem_width))
+        self.stem = nnx.Sequential(
+            _conv(3, c.stem_width, 3, 1, rngs), _bn(c.stem_width, rngs), _PReLU(c.stem_width)
+        )
         blocks, cin = [], c.stem_width
         for depth, width in zip(c.depths, c.widths, strict=True):
             for i in range(depth):
@@ -121,8 +121,9 @@ class IResNet(nnx.Module):
         self.dropout = nnx.Dropout(c.dropout, rngs=rngs if c.dropout > 0 else None)
         side = c.input_size // stride
         self.fc = nnx.Linear(cin * side * side, c.embedding_dim, rngs=rngs)
-        self.features = nnx.BatchNorm(c.embedding_dim, epsilon=1e-5, momentum=0.9,
-                                      use_scale=False, rngs=rngs)
+        self.features = nnx.BatchNorm(
+            c.embedding_dim, epsilon=1e-5, momentum=0.9, use_scale=False, rngs=rngs
+        )
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """``images``: ``[B, S, S, 3]`` (``S = config.input_size``) -> ``[B, D]``."""
@@ -166,6 +167,11 @@ def iresnet_cpu(input_size: int = 64) -> IResNetPreset:
     """A small IResNet for CPU experiments: one block per stage, widths 16..128, 128-d."""
     return IResNetPreset(
         "iresnet_cpu",
-        IResNetConfig(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16,
-                      embedding_dim=128, input_size=input_size),
+        IResNetConfig(
+            depths=(1, 1, 1, 1),
+            widths=(16, 32, 64, 128),
+            stem_width=16,
+            embedding_dim=128,
+            input_size=input_size,
+        ),
     )

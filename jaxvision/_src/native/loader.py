@@ -36,6 +36,8 @@ from pathlib import Path
 import jax
 import jaxlib
 
+from jaxvision._src.jax_compat import varying_axes
+
 _HERE = Path(__file__).parent
 _LOCK = threading.Lock()
 _LIBRARIES: dict[str, ctypes.CDLL] = {}  # kept alive: XLA calls into them
@@ -184,3 +186,17 @@ def cpu_target(name: str) -> str | None:
         _LIBRARIES[name] = library
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler), platform="cpu")
     return target
+
+
+def call_kernel(
+    target: str, result_types: tuple[jax.ShapeDtypeStruct, ...], *args: jax.Array, **attributes
+) -> tuple[jax.Array, ...]:
+    """Calls a registered kernel: leading axes are a batch under ``vmap``, and inside
+    ``shard_map`` the results vary over the same mesh axes as ``args[0]`` (an FFI call's
+    results vary over none)."""
+    call = jax.ffi.ffi_call(target, result_types, vmap_method="broadcast_all")
+    results = tuple(call(*args, **attributes))
+    axes = tuple(sorted(varying_axes(args[0])))
+    if axes:
+        results = tuple(jax.lax.pcast(r, axes, to="varying") for r in results)
+    return results

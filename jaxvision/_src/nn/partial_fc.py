@@ -77,7 +77,13 @@ class PartialFC(nnx.Module):
     ) -> jax.Array:
         """``embeddings [b, D]``, ``labels [b]`` -> the scalar mean margin-softmax loss."""
         return partial_fc_loss(
-            embeddings, labels, self.centres[...], num_classes=self.num_classes,
-            axis_name=self.axis_name, gather=self.gather, sample_rate=self.sample_rate,
-            rng=rng, **self.margin,
+            embeddings,
+            labels,
+            self.centres[...],
+            num_classes=self.num_classes,
+            axis_name=self.axis_name,
+            gather=self.gather,
+            sample_rate=self.sample_rate,
+            rng=rng,
+            **self.margin,
         )

@@ -53,9 +53,7 @@ def _axis(axis_name: str | None) -> tuple[int, Array | int]:
         ) from None
 
 
-def _sample(
-    rng: Array, positive: Array, valid: Array, num_sample: int
-) -> Array:
+def _sample(rng: Array, positive: Array, valid: Array, num_sample: int) -> Array:
     """``num_sample`` local class indices: every positive, then random valid negatives."""
     score = jax.random.uniform(rng, positive.shape)
     score = jnp.where(positive, 2.0, jnp.where(valid, score, -1.0))
@@ -158,8 +156,10 @@ def partial_fc_loss(
             f"`centres` holds {k} classes per device x {n} devices < num_classes={num_classes}"
         )
     lab = jnp.asarray(labels)
-    if not isinstance(lab, jax.core.Tracer) and lab.size and (
-        lab.min() < 0 or lab.max() >= num_classes
+    if (
+        not isinstance(lab, jax.core.Tracer)
+        and lab.size
+        and (lab.min() < 0 or lab.max() >= num_classes)
     ):
         raise ValueError(f"`labels` must lie in [0, {num_classes}), got {lab.min()}..{lab.max()}")
     if gather and axis_name is not None:
@@ -183,10 +183,15 @@ def partial_fc_loss(
 
 
 def _sharded_cross_entropy(
-    logits: Array, local: Array, valid: Array, labels: Array, num_classes: int,
+    logits: Array,
+    local: Array,
+    valid: Array,
+    labels: Array,
+    num_classes: int,
     axis_name: str | None,
 ) -> Array:
     """Mean over rows of ``logsumexp`` over the axis minus the target logit."""
+
     def total(x: Array) -> Array:
         return x if axis_name is None else lax.psum(x, axis_name)
 

@@ -262,8 +262,12 @@ def _state_specs(state: TrainState, optimizer: Any, param_specs: Any, mesh: Mesh
     except ValueError as err:
         raise ValueError(f"param_specs must have the structure of state.params: {err}") from None
     opt = optax.tree_map_params(
-        optimizer, lambda _, s: s, state.opt_state, params,
-        transform_non_params=lambda _: P(), is_leaf=lambda x: isinstance(x, P),
+        optimizer,
+        lambda _, s: s,
+        state.opt_state,
+        params,
+        transform_non_params=lambda _: P(),
+        is_leaf=lambda x: isinstance(x, P),
     )
     return TrainState(
         params=params,
