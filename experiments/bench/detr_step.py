@@ -3,7 +3,18 @@
 Both sides hold the same random weights (the HF model's, imported with
 ``models.load_hf_detr``), see the same batch, and run the same step: forward in training
 mode (dropout on), the loss, backward, gradient clipping at 0.1 and AdamW (lr 1e-4,
-backbone 1e-5 on the jaxvision side, stem and first stage frozen on both).
+backbone 1e-5 on the jaxvision side).
+
+Trained parameters (``--backbone``):
+  detr     (default) DETR's recipe: the ResNet's stem and first stage frozen, its other
+           three stages trained. HF means to do the same, but its filter looks for
+           "stage.1" / "stage.2" / "stage.3" in the names, and its own ResNet backbone names
+           them "encoder.stages.1...": no name matches, and the whole ResNet stays frozen
+           (0 of its 53 parameters trainable, 18.1 M of 41.5 M in all). The peer therefore
+           re-enables ``requires_grad`` on those three stages, so that both sides train the
+           same 41.3 M parameters; the script checks the counts agree.
+  frozen   the whole ResNet frozen on both sides (HF as it comes; jaxvision with
+           ``frozen_stages=5``): only the projection and the transformer train.
 
 Loss (``--loss``):
   standin  the same simple loss on both sides, for every decoder layer (final and
@@ -32,6 +43,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import re
 import statistics
 import time
 
@@ -111,10 +123,17 @@ def standin_loss_jax(out: dict, labels: jax.Array, boxes: jax.Array) -> jax.Arra
 def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str, args) -> dict:
     config = models.detr_config_from_hf(hf_config)
     config = dataclasses.replace(config, dtype=jnp.bfloat16 if dtype == "bf16" else None)
+    if args.backbone == "frozen":  # the stem and all four stages
+        config = dataclasses.replace(
+            config, backbone=dataclasses.replace(config.backbone, frozen_stages=5)
+        )
     model = models.load_hf_detr(hf_state, config)
     graphdef, params, rng_state, frozen = nnx.split(model, nnx.Param, nnx.RngState, ...)
     tx = models.detr_optimizer(config)
     opt_state = tx.init(params)
+    mask = models.detr_trainable_mask(params, config)
+    leaves = zip(jax.tree.leaves(params), jax.tree.leaves(mask), strict=True)
+    trained = sum(x.size for x, m in leaves if m)
     criterion = getattr(models, "detr_loss", None) if loss == "real" else None
 
     def loss_fn(params, rng_state, x):
@@ -156,7 +175,14 @@ def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str
     def run_infer():
         jax.block_until_ready(infer(state[0], state[1], x["images"], x["mask"]))
 
-    return dict(step=step, infer=run_infer, compile_s=compile_s, flops=flops)
+    return dict(
+        step=step,
+        infer=run_infer,
+        compile_s=compile_s,
+        flops=flops,
+        compiled=compiled,
+        trained=trained,
+    )
 
 
 # ----------------------------------------------------------------------------- HF peer
@@ -164,6 +190,10 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
     import torch
 
     model = hf_model.train()
+    for name, p in model.named_parameters():
+        # HF's own filter misses these names (module docstring): train them as DETR does.
+        in_stage = re.search(r"backbone\.model\.encoder\.stages\.[123]\.", name)
+        p.requires_grad_(bool(in_stage) and args.backbone == "detr" or p.requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
     device = next(model.parameters()).device
@@ -224,7 +254,8 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
             model(pixel_values=px, pixel_mask=pm)
         sync()
 
-    return dict(step=in_mode(step, True), infer=in_mode(infer, False))
+    trained = sum(p.numel() for p in params)
+    return dict(step=in_mode(step, True), infer=in_mode(infer, False), trained=trained)
 
 
 def build_hf(device: str):
@@ -256,6 +287,12 @@ def main() -> None:
     parser.add_argument("--shape", default=None, help="one BxHxW instead of the preset's")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument(
+        "--backbone",
+        choices=["detr", "frozen"],
+        default="detr",
+        help="detr: stem and first stage frozen on both sides; frozen: the whole ResNet",
+    )
+    parser.add_argument(
         "--cpu-lowerings",
         default=None,
         help="comma list of the ResNet's CPU lowerings to compare in one run "
@@ -286,6 +323,9 @@ def main() -> None:
             conv_norm.CPU_LOWERING = default_lowering
             if not args.skip_peer:
                 sides["peer"] = torch_side(hf_model, batch, dtype, loss, args)
+                counts = {k: v["trained"] for k, v in sides.items()}
+                if len(set(counts.values())) != 1:
+                    raise SystemExit(f"the sides train different parameter counts: {counts}")
             steps = interleaved_medians(
                 {k: v["step"] for k, v in sides.items()}, args.warmup, args.iters
             )
@@ -309,6 +349,8 @@ def report(b, h, w, dtype, lowering, ours, peer, device, args) -> None:
         "shape": f"{b}x{h}x{w}",
         "dtype": dtype,
         "cpu_lowering": lowering if device.platform == "cpu" else None,
+        "backbone": args.backbone,
+        "trained_params_m": ours["trained"] / 1e6,
         "jax_train_img_s": b / ours["step_s"],
         "jax_infer_img_s": b / ours["infer_s"],
         "jax_compile_s": ours["compile_s"],
@@ -326,7 +368,8 @@ def report(b, h, w, dtype, lowering, ours, peer, device, args) -> None:
             row["peer_mfu"] = ours["flops"] / peer["step_s"] / (peak * 1e12)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
     print(
-        f"{b}x{h}x{w} {dtype} ({row['cpu_lowering']}): train jaxvision "
+        f"{b}x{h}x{w} {dtype} ({row['cpu_lowering']}, backbone {args.backbone}, "
+        f"{row['trained_params_m']:.1f} M trained): train jaxvision "
         + f"{row['jax_train_img_s']:.2f} img/s"
         + (f" vs HF {row['peer_train_img_s']:.2f} (x{row['train_ratio']:.2f})" if peer else "")
         + f"; inference {row['jax_infer_img_s']:.2f}"

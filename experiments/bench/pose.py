@@ -20,7 +20,9 @@
 
 OKS: medians over ``--repeats`` after one warm-up call. Decoding: ``--repeats`` interleaved
 rounds (5 calls of each side in turn, the median kept, then the median over the rounds), so
-that the load of a shared machine hits both sides alike. The ratio is peer time / ours.
+that the load of a shared machine hits both sides alike. The ratio is peer time / ours. The
+decode pairs also report the first call of each round apart (cold: the other side's 13.4 MB
+have just pushed the maps out of the caches) and the last (warm: the maps read again).
 jaxvision decodes float32 maps on the CPU with its native kernel (``JAXVISION_NATIVE=0``
 for the XLA path, which is timed among the formulations either way).
 ``--only oks`` / ``--only decode`` runs one part.
@@ -350,11 +352,17 @@ PIECES = (
 )
 
 
-def interleaved_medians(fns: dict, rounds: int, calls: int = 5) -> dict:
+def interleaved_medians(fns: dict, rounds: int, calls: int = 5, split: bool = False) -> dict:
     """Seconds per call of each callable: in each round, ``calls`` calls of each in turn (its
     median kept), then the median over the rounds, so that a change of the machine's load
-    hits all of them alike (after one warm-up call each)."""
+    hits all of them alike (after one warm-up call each).
+
+    With ``split``, each entry is ``(median, cold, warm)`` instead: ``cold`` the median over
+    the rounds of each round's first call (the maps just evicted from the caches by the other
+    sides' calls), ``warm`` that of its last call (the same maps decoded again)."""
     per_round = {name: [] for name in fns}
+    first = {name: [] for name in fns}
+    last = {name: [] for name in fns}
     for f in fns.values():
         f()
     for _ in range(rounds):
@@ -365,7 +373,12 @@ def interleaved_medians(fns: dict, rounds: int, calls: int = 5) -> dict:
                 f()
                 ts.append(time.perf_counter() - t0)
             per_round[name].append(statistics.median(ts))
-    return {name: statistics.median(t) for name, t in per_round.items()}
+            first[name].append(ts[0])
+            last[name].append(ts[-1])
+    med = statistics.median
+    if split:
+        return {n: (med(per_round[n]), med(first[n]), med(last[n])) for n in fns}
+    return {name: med(t) for name, t in per_round.items()}
 
 
 def bench_formulations(maps, maps_np, repeats: int) -> None:
@@ -432,13 +445,16 @@ def bench_decode(repeats: int) -> None:
                 "peer": lambda f=peer_f, x=peer_in: f(x),
             },
             repeats,
+            split=True,
         )
-        ours, peer = t["ours"], t["peer"]
+        (ours, ours_cold, ours_warm), (peer, peer_cold, peer_warm) = t["ours"], t["peer"]
         diff = np.abs(np.asarray(ours_f(maps)[0]) - 0.5 - peer_f(peer_in))
         print(
             f"decode 64x17x64x48 {name}: jaxvision {ours * 1e3:.2f} ms, NumPy "
-            f"{peer * 1e3:.2f} ms, ratio {peer / ours:.1f}x (median |diff| "
-            f"{np.median(diff):.1e} px)"
+            f"{peer * 1e3:.2f} ms, ratio {peer / ours:.1f}x; first call of a round (cold) "
+            f"{ours_cold * 1e3:.2f} / {peer_cold * 1e3:.2f} ms, {peer_cold / ours_cold:.1f}x; "
+            f"last (warm) {ours_warm * 1e3:.2f} / {peer_warm * 1e3:.2f} ms, "
+            f"{peer_warm / ours_warm:.1f}x (median |diff| {np.median(diff):.1e} px)"
         )
     bench_formulations(maps, maps_np, repeats)
 
