@@ -9,10 +9,11 @@
 //   quarter [..., K, 2] float32: 0.25 * sign of the central differences at (x, y), 0 on
 //        the border.
 //
-// One pass over each map: per column (w, k) of the [H, W * K] block its maximum (and its sum,
-// which flags NaN), in SIMD registers for a tile of columns at a time; then, per channel, the peak over
-// the columns, and the first row holding it in the columns that reach it (in cache: the
-// map was just read), the first in row-major order kept.
+// One pass over each map, in bands of rows that fit in L1: per column (w, k) of the
+// [H, W * K] block its maximum (and its sum, which flags NaN), in SIMD registers for a tile
+// of columns at a time; then, per channel, the peak over the columns, and the first row
+// holding it in the columns that reach it (in cache: the map was just read), the first in
+// row-major order kept.
 
 #include <cmath>
 #include <cstdint>
@@ -42,20 +43,23 @@ inline VecF Load(const float* p) {
   return v;
 }
 
-// Maximum and sum over the rows of columns [j, j + kLanes * tiles) of one map. The sum is
-// NaN where the column holds NaN (or both infinities: the caller checks those columns).
+// Maximum and sum over rows [i0, i1) of columns [j, j + kLanes * tiles) of one map, merged
+// into best / sum (set from row i0 when i0 == 0). The sum is NaN where the column holds NaN
+// (or both infinities: the caller checks those columns).
 template <int tiles>
-inline void ColumnTile(const float* m, int64_t h, int64_t wk, int64_t j, float* best,
-                       float* sum) {
+inline void ColumnTile(const float* m, int64_t i0, int64_t i1, int64_t wk, int64_t j,
+                       float* best, float* sum, int64_t ahead) {
   VecF bv[tiles], bs[tiles];
+  const float* src = i0 == 0 ? m + j : nullptr;
   for (int t = 0; t < tiles; ++t) {
-    bv[t] = Load(m + j + kLanes * t);
-    bs[t] = bv[t];
+    bv[t] = Load((src ? src : best + j) + kLanes * t);
+    bs[t] = src ? bv[t] : Load(sum + j + kLanes * t);
   }
-  for (int64_t i = 1; i < h; ++i) {
+  for (int64_t i = i0 == 0 ? 1 : i0; i < i1; ++i) {
     const float* line = m + i * wk + j;
     for (int t = 0; t < tiles; ++t) {
       const VecF v = Load(line + kLanes * t);
+      __builtin_prefetch(line + kLanes * t + ahead);
       bv[t] = v > bv[t] ? v : bv[t];
       bs[t] += v;
     }
@@ -88,25 +92,33 @@ struct Channels {
   std::vector<int32_t> first, count;
 };
 
-void DecodeMap(const float* m, int64_t h, int64_t w, int64_t k, float* best, float* sum,
-               Channels& ch,
-               int32_t* ox, int32_t* oy, float* op, float* oq) {
+// `end`: the end of the whole heatmap buffer (prefetches stay inside it).
+void DecodeMap(const float* m, const float* end, int64_t h, int64_t w, int64_t k, float* best,
+               float* sum, Channels& ch, int32_t* ox, int32_t* oy, float* op, float* oq) {
   const int64_t wk = w * k;
-  // The tiles below walk down the rows with a stride of W * K floats, which the hardware
-  // prefetchers follow poorly: request the whole map in address order first.
-  for (int64_t p = 0; p < h * wk; p += 64 / sizeof(float)) __builtin_prefetch(m + p);
-  int64_t j = 0;
-  for (; j + kLanes * kTile <= wk; j += kLanes * kTile) ColumnTile<kTile>(m, h, wk, j, best, sum);
-  for (; j + kLanes <= wk; j += kLanes) ColumnTile<1>(m, h, wk, j, best, sum);
-  for (; j < wk; ++j) {
-    float bv = m[j], bs = m[j];
-    for (int64_t i = 1; i < h; ++i) {
-      const float v = m[i * wk + j];
-      bv = v > bv ? v : bv;
-      bs += v;
+  // The map in bands of rows that fit in L1 (about 24 KB), read in address order; per band,
+  // the column tiles merge its rows into the running maxima and sums. Each load requests
+  // the same place one band further on (past the map's end, the next map's first rows), so
+  // the next band arrives while this one is reduced; the last bands of the buffer request
+  // nothing beyond it.
+  const int64_t band = std::max<int64_t>(2, (24576 / sizeof(float)) / std::max<int64_t>(wk, 1));
+  for (int64_t i0 = 0; i0 < h; i0 += band) {
+    const int64_t i1 = std::min(h, i0 + band);
+    const int64_t ahead = (i1 + band) * wk <= end - m ? band * wk : 0;
+    int64_t j = 0;
+    for (; j + kLanes * kTile <= wk; j += kLanes * kTile)
+      ColumnTile<kTile>(m, i0, i1, wk, j, best, sum, ahead);
+    for (; j + kLanes <= wk; j += kLanes) ColumnTile<1>(m, i0, i1, wk, j, best, sum, ahead);
+    for (; j < wk; ++j) {
+      float bv = i0 == 0 ? m[j] : best[j], bs = i0 == 0 ? m[j] : sum[j];
+      for (int64_t i = i0 == 0 ? 1 : i0; i < i1; ++i) {
+        const float v = m[i * wk + j];
+        bv = v > bv ? v : bv;
+        bs += v;
+      }
+      best[j] = bv;
+      sum[j] = bs;
     }
-    best[j] = bv;
-    sum[j] = bs;
   }
   // Per channel, with the channels innermost (contiguous, vectorised): the peak over the
   // columns, the sum of the column sums (NaN flags a NaN or both infinities), the first
@@ -196,8 +208,8 @@ ffi::Error HeatmapArgmax(ffi::Buffer<ffi::F32> maps, ffi::ResultBuffer<ffi::S32>
     std::vector<float> best(w * k), sum(w * k);
     Channels ch(k);
     for (int64_t b = g * group; b < std::min(batch, (g + 1) * group); ++b) {
-      DecodeMap(src + b * per, h, w, k, best.data(), sum.data(), ch, xs->typed_data() + b * k,
-                ys->typed_data() + b * k, peaks->typed_data() + b * k,
+      DecodeMap(src + b * per, src + batch * per, h, w, k, best.data(), sum.data(), ch,
+                xs->typed_data() + b * k, ys->typed_data() + b * k, peaks->typed_data() + b * k,
                 quarter->typed_data() + 2 * b * k);
     }
   });
