@@ -24,7 +24,8 @@ if __name__ == "__main__":
     parallel.initialize()
     me = jax.process_index()
     if mode == "wait":
-        print(f"process {me}: pid {os.getpid()}", flush=True)
+        sys.stdout.write(f"process {me}: pid {os.getpid()}\n")  # one write: one line
+        sys.stdout.flush()
         time.sleep(120)
         sys.exit(0)
     mesh = parallel.make_mesh()

@@ -111,7 +111,14 @@ def test_workers_die_with_a_killed_launcher():
         [*cmd, str(HERE / "fail_script.py"), "wait"], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
-        pids = [int(launcher.stdout.readline().split()[-1]) for _ in range(2)]
+        # Both workers write to one pipe, and with PYTHONUNBUFFERED a print's text and its
+        # newline are two writes: a line may hold both pids, or none.
+        pids, seen = [], []
+        while len(pids) < 2:
+            line = launcher.stdout.readline()
+            assert line, f"the launcher ended before both workers printed their pid: {seen}"
+            seen.append(line)
+            pids += [int(pid) for pid in re.findall(r"pid (\d+)", line)]
         assert all(_alive(pid) for pid in pids)
         launcher.kill()
         launcher.wait(timeout=10)
