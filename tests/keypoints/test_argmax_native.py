@@ -44,6 +44,17 @@ def _cases():
     nan[0, 4, 20, 3] = 9.0
     nan[0, 4, 21, 3] = np.nan  # a NaN neighbour of the peak
     yield "NaN and infinities", nan
+    # The kernel reads a map in bands of rows (about 24 KB of rows, at least 2): maps taller
+    # than one band merge the bands' maxima, sums and first rows.
+    yield "many bands (the benchmark's maps)", rng.normal(size=(3, 64, 48, 17))
+    yield "ties across bands", rng.integers(0, 2, (2, 40, 64, 9))
+    late = rng.uniform(size=(2, 50, 48, 17))
+    late[0, 45, 3, 4] = np.nan  # in the last band only
+    late[1, 30, 7, 2] = np.inf
+    late[1, 2, 9, 2] = -np.inf  # both infinities, in different bands
+    late[1, 49, 47, 16] = 3.0  # the peak on the last pixel
+    yield "NaN and infinities in later bands", late
+    yield "bands of 2 rows, a last band of 1", rng.normal(size=(2, 9, 400, 17))
 
 
 @needs_kernel
@@ -135,3 +146,21 @@ def test_a_damaged_cached_library_is_rebuilt(fresh_loader, tmp_path):
     assert library.JaxvisionHeatmapArgmax and loader._intact(path)
     assert path.stat().st_size > 1000  # a whole library again
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".sha256", ".so"]  # no temporaries
+
+
+def test_xla_path_flags_a_nan_its_max_reduction_drops():
+    # XLA's CPU max over this batch's columns returned a finite maximum for the row holding
+    # the NaN; the XLA path (other devices, JAXVISION_NATIVE=0) must still flag the map.
+    h = np.random.default_rng(5).uniform(size=(2, 50, 48, 17)).astype(np.float32)
+    h[0, 45, 3, 4] = np.nan
+    x, y, peak, quarter = (np.asarray(a) for a in jax.jit(lambda m: A._xla_decode(m, "quarter"))(h))
+    assert (x[0, 4], y[0, 4]) == (47, 49) and np.isnan(peak[0, 4])
+    assert np.array_equal(quarter[0, 4], [0.0, 0.0])
+    others = np.ones(x.shape, bool)
+    others[0, 4] = False
+    assert np.isfinite(peak[others]).all()
+    flat = np.moveaxis(h, -1, 1).reshape(2, 17, -1)
+    idx = flat.argmax(-1)
+    assert np.array_equal(x[others], (idx % 48)[others]) and np.array_equal(
+        y[others], (idx // 48)[others]
+    )
