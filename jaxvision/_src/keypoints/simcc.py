@@ -115,7 +115,8 @@ def simcc_decode(
 
     Returns:
       ``(keypoints [..., K, 2] in pixels, scores [..., K])``; the score is the smaller of
-      the two maxima (mmpose's ``get_simcc_maximum``).
+      the two maxima (mmpose's ``get_simcc_maximum``). A vector holding NaN decodes to its
+      first NaN with score NaN, as NumPy's ``argmax`` / ``amax`` give.
 
     Examples:
       >>> import numpy as np
@@ -132,6 +133,9 @@ def simcc_decode(
     if lx.shape[:-1] != ly.shape[:-1]:
         raise ValueError(f"`x_logits` {lx.shape} and `y_logits` {ly.shape} must agree on [..., K]")
     lx, ly = jax.lax.stop_gradient(lx), jax.lax.stop_gradient(ly)
-    xy = jnp.stack([jnp.argmax(lx, axis=-1), jnp.argmax(ly, axis=-1)], axis=-1)
-    score = jnp.minimum(jnp.max(lx, axis=-1), jnp.max(ly, axis=-1))
-    return xy.astype(lx.dtype) / ratio, score
+    ix, iy = jnp.argmax(lx, axis=-1), jnp.argmax(ly, axis=-1)
+    # The maxima read at the argmax (the first NaN where there is one, as np.amax gives NaN):
+    # XLA's CPU max reduction can drop a NaN.
+    mx = jnp.take_along_axis(lx, ix[..., None], axis=-1)[..., 0]
+    my = jnp.take_along_axis(ly, iy[..., None], axis=-1)[..., 0]
+    return jnp.stack([ix, iy], axis=-1).astype(lx.dtype) / ratio, jnp.minimum(mx, my)
