@@ -126,6 +126,18 @@ def test_nan_scores_rank_last_and_nan_logits_never_count_as_a_class():
     assert np.isnan(scores[0, [3, 5]]).all() and (labels[0, [3, 5]] == -1).all()
     finite = np.isfinite(scores[0])
     assert (labels[0, finite] >= 0).all()
+    # At DETR's own size: XLA's CPU max reduction skips NaN at [2, 100, 92] (it gave score
+    # -inf and label 0 for a query holding one NaN logit).
+    rng = np.random.default_rng(4)
+    big = rng.normal(size=(2, 100, 92)).astype(np.float32)
+    big[0, 7, 40] = big[1, 99, 3] = np.nan
+    big_boxes = rng.uniform(0.2, 0.8, (2, 100, 4)).astype(np.float32)
+    got = models.detr_postprocess({"logits": big, "boxes": big_boxes}, None)
+    scores, labels = np.asarray(got["scores"]), np.asarray(got["labels"])
+    nan_query = np.zeros((2, 100), bool)
+    nan_query[0, 7] = nan_query[1, 99] = True
+    assert np.isnan(scores[nan_query]).all() and (labels[nan_query] == -1).all()
+    assert np.isfinite(scores[~nan_query]).all() and (labels[~nan_query] >= 0).all()
     s = np.array([[0.5, np.nan, -np.inf, 0.7, np.nan, 0.1]], np.float32)
     dets = {"scores": s, "labels": np.zeros((1, 6), np.int32), "boxes": np.zeros((1, 6, 4))}
     top = models.detr_top_k(dets, 6)

@@ -148,9 +148,13 @@ def detr_postprocess(
         raise ValueError(
             f"outputs['boxes'] must be [B, Q, 4] = {(*logits.shape[:2], 4)}, got {boxes.shape}"
         )
-    prob = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., :-1]
-    scores = prob.max(-1)  # NaN where any logit of the query is NaN
-    labels = jnp.where(jnp.isnan(scores), -1, prob.argmax(-1)).astype(jnp.int32)
+    logits = logits.astype(jnp.float32)
+    prob = jax.nn.softmax(logits, axis=-1)[..., :-1]
+    # NaN where any logit of the query is NaN, flagged explicitly: XLA's CPU max reduction
+    # skips NaN (a [2, 100, 92] batch gave score -inf, label 0 for a query holding one).
+    nan_query = jnp.any(jnp.isnan(logits), axis=-1)
+    scores = jnp.where(nan_query, jnp.nan, prob.max(-1))
+    labels = jnp.where(nan_query, -1, prob.argmax(-1)).astype(jnp.int32)
     xyxy = box_convert(boxes.astype(jnp.float32), "cxcywh", "xyxy")
     if image_sizes is not None:
         image_sizes = jnp.asarray(image_sizes)
