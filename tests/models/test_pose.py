@@ -185,3 +185,19 @@ def test_integral_distribution_regulariser_is_the_kl_to_the_normalised_gaussian(
         out = {"heatmaps": logits, "keypoints": kp17}  # the L1 term is 0
         got = pose_loss(out, kp17, w17, cfg, heatmap_sigma=1.0, integral_heatmap_weight=2.0)
         np.testing.assert_allclose(float(got), 2.0 * want, rtol=1e-5, atol=1e-5)
+
+
+def test_integral_scores_are_the_softmax_peak_and_nan_for_a_nan_map():
+    # The score is read at the argmax: jnp.max over 64 x 48 x 17 maps skips NaN on XLA's CPU.
+    cfg = pose_small_config("integral", (256, 192), backbone=TINY, deconv_layers=1)
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(2, 64, 48, 17)).astype(np.float32)
+    h[1, 40, 3, 5] = np.nan
+    outputs = {"heatmaps": jnp.asarray(h), "keypoints": jnp.zeros((2, 17, 2))}
+    _, score = pose_decode(outputs, cfg)
+    score = np.asarray(score)
+    flat = h.reshape(2, -1, 17).astype(np.float64)
+    p = np.exp(flat - flat.max(1, keepdims=True))
+    want = (p / p.sum(1, keepdims=True)).max(1)  # NumPy: NaN where the map holds NaN
+    assert np.isnan(score[1, 5]) and np.isnan(want[1, 5])
+    np.testing.assert_allclose(score, want, rtol=1e-5)  # NaN where NaN

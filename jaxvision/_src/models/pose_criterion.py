@@ -124,7 +124,9 @@ def pose_decode(
     if config.head == "integral":
         h = outputs["heatmaps"]
         p = jax.nn.softmax(h.reshape(h.shape[0], -1, h.shape[-1]), axis=1)
-        return outputs["keypoints"], jnp.max(p, axis=1)
+        # Read at the argmax (NaN for a NaN map): XLA's CPU max reduction skips NaN.
+        best = jnp.take_along_axis(p, jnp.argmax(p, axis=1)[:, None], axis=1)[:, 0]
+        return outputs["keypoints"], best
     if config.head == "simcc":
         px = jax.nn.softmax(outputs["simcc_x"], -1)
         py = jax.nn.softmax(outputs["simcc_y"], -1)
