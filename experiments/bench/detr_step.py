@@ -190,10 +190,10 @@ def torch_side(hf_model, batch: dict, dtype: str, loss: str, args) -> dict:
     import torch
 
     model = hf_model.train()
-    for name, p in model.named_parameters():
-        # HF's own filter misses these names (module docstring): train them as DETR does.
-        in_stage = re.search(r"backbone\.model\.encoder\.stages\.[123]\.", name)
-        p.requires_grad_(bool(in_stage) and args.backbone == "detr" or p.requires_grad)
+    if args.backbone == "detr":  # HF's own filter misses these names (module docstring)
+        for name, p in model.named_parameters():
+            if re.search(r"backbone\.model\.encoder\.stages\.[123]\.", name):
+                p.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-4)
     device = next(model.parameters()).device

@@ -34,6 +34,7 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -352,17 +353,19 @@ PIECES = (
 )
 
 
-def interleaved_medians(fns: dict, rounds: int, calls: int = 5, split: bool = False) -> dict:
-    """Seconds per call of each callable: in each round, ``calls`` calls of each in turn (its
-    median kept), then the median over the rounds, so that a change of the machine's load
-    hits all of them alike (after one warm-up call each).
+class Timing(NamedTuple):
+    """Seconds per call: the median of the round medians, and of each round's first (cold:
+    the other sides' calls have just been through the caches) and last (warm) call."""
 
-    With ``split``, each entry is ``(median, cold, warm)`` instead: ``cold`` the median over
-    the rounds of each round's first call (the maps just evicted from the caches by the other
-    sides' calls), ``warm`` that of its last call (the same maps decoded again)."""
-    per_round = {name: [] for name in fns}
-    first = {name: [] for name in fns}
-    last = {name: [] for name in fns}
+    median: float
+    cold: float
+    warm: float
+
+
+def interleaved_medians(fns: dict, rounds: int, calls: int = 5) -> dict[str, Timing]:
+    """Timings of each callable: in each round, ``calls`` calls of each in turn, so that a
+    change of the machine's load hits all of them alike (after one warm-up call each)."""
+    per_round: dict[str, list[list[float]]] = {name: [] for name in fns}
     for f in fns.values():
         f()
     for _ in range(rounds):
@@ -372,13 +375,12 @@ def interleaved_medians(fns: dict, rounds: int, calls: int = 5, split: bool = Fa
                 t0 = time.perf_counter()
                 f()
                 ts.append(time.perf_counter() - t0)
-            per_round[name].append(statistics.median(ts))
-            first[name].append(ts[0])
-            last[name].append(ts[-1])
+            per_round[name].append(ts)
     med = statistics.median
-    if split:
-        return {n: (med(per_round[n]), med(first[n]), med(last[n])) for n in fns}
-    return {name: med(t) for name, t in per_round.items()}
+    return {
+        name: Timing(med(map(med, r)), med(t[0] for t in r), med(t[-1] for t in r))
+        for name, r in per_round.items()
+    }
 
 
 def bench_formulations(maps, maps_np, repeats: int) -> None:
@@ -393,7 +395,7 @@ def bench_formulations(maps, maps_np, repeats: int) -> None:
         if (name, f) in FORMULATIONS:
             np.testing.assert_array_equal(np.asarray(jf(maps)), want)
         fns[name] = lambda jf=jf: jax.block_until_ready(jf(maps))
-    t = interleaved_medians(fns, repeats)
+    t = {name: timing.median for name, timing in interleaved_medians(fns, repeats).items()}
     print(
         "argmax + quarter formulations, interleaved rounds (vectorised NumPy: "
         f"{t['NumPy'] * 1e3:.2f} ms; its argmax alone {t['NumPy argmax alone'] * 1e3:.2f} ms)"
@@ -445,7 +447,6 @@ def bench_decode(repeats: int) -> None:
                 "peer": lambda f=peer_f, x=peer_in: f(x),
             },
             repeats,
-            split=True,
         )
         (ours, ours_cold, ours_warm), (peer, peer_cold, peer_warm) = t["ours"], t["peer"]
         diff = np.abs(np.asarray(ours_f(maps)[0]) - 0.5 - peer_f(peer_in))

@@ -9,6 +9,7 @@ from jax.typing import ArrayLike
 
 from jaxvision._src.export import export
 from jaxvision._src.keypoints import checks
+from jaxvision._src.ops.pooling import _first_max
 
 LABELS = ("gaussian", "onehot")
 
@@ -133,9 +134,6 @@ def simcc_decode(
     if lx.shape[:-1] != ly.shape[:-1]:
         raise ValueError(f"`x_logits` {lx.shape} and `y_logits` {ly.shape} must agree on [..., K]")
     lx, ly = jax.lax.stop_gradient(lx), jax.lax.stop_gradient(ly)
-    ix, iy = jnp.argmax(lx, axis=-1), jnp.argmax(ly, axis=-1)
-    # The maxima read at the argmax (the first NaN where there is one, as np.amax gives NaN):
-    # XLA's CPU max reduction can drop a NaN.
-    mx = jnp.take_along_axis(lx, ix[..., None], axis=-1)[..., 0]
-    my = jnp.take_along_axis(ly, iy[..., None], axis=-1)[..., 0]
-    return jnp.stack([ix, iy], axis=-1).astype(lx.dtype) / ratio, jnp.minimum(mx, my)
+    xy = jnp.stack([jnp.argmax(lx, axis=-1), jnp.argmax(ly, axis=-1)], axis=-1)
+    score = jnp.minimum(_first_max(lx, lx.ndim - 1), _first_max(ly, ly.ndim - 1))  # NaN kept
+    return xy.astype(lx.dtype) / ratio, score

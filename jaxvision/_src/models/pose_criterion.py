@@ -18,6 +18,7 @@ from jaxvision._src.losses.keypoint_losses import (
 )
 from jaxvision._src.losses.rle_loss import rle_loss
 from jaxvision._src.models.pose import PoseConfig
+from jaxvision._src.ops.pooling import _first_max
 
 
 @export("models.pose_loss")
@@ -124,9 +125,7 @@ def pose_decode(
     if config.head == "integral":
         h = outputs["heatmaps"]
         p = jax.nn.softmax(h.reshape(h.shape[0], -1, h.shape[-1]), axis=1)
-        # Read at the argmax (NaN for a NaN map): XLA's CPU max reduction skips NaN.
-        best = jnp.take_along_axis(p, jnp.argmax(p, axis=1)[:, None], axis=1)[:, 0]
-        return outputs["keypoints"], best
+        return outputs["keypoints"], _first_max(p, 1)  # NaN for a NaN map
     if config.head == "simcc":
         px = jax.nn.softmax(outputs["simcc_x"], -1)
         py = jax.nn.softmax(outputs["simcc_y"], -1)

@@ -123,8 +123,10 @@ def _first_max(x: jax.Array, axis: int) -> jax.Array:
     """The maximum along ``axis``, differentiated as the FIRST cell holding it.
 
     That is PyTorch's choice on ties (``jnp.max`` would split the gradient equally among
-    tied cells). The cell is selected with a mask rather than ``take_along_axis``, whose
-    gradient is a scatter (several times slower on the CPU).
+    tied cells). NaN wins, as in ``jnp.argmax`` and ``np.max`` (XLA's CPU max reduction
+    skips NaN at most sizes). The cell is selected with a mask rather than
+    ``take_along_axis``, whose gradient is a scatter (several times slower on the CPU).
+    ``axis`` must be non-negative.
     """
     first = jnp.argmax(x, axis=axis, keepdims=True)
     cell = jnp.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.ndim - axis - 1))
