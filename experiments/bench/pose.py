@@ -318,8 +318,7 @@ def _library_xla_path(h):
     """The library's XLA path (other devices, float64 maps, ``JAXVISION_NATIVE=0``)."""
     from jaxvision._src.keypoints.argmax import _xla_decode
 
-    x, y, _, quarter = _xla_decode(h, "quarter")
-    return jnp.stack([x, y], -1).astype(h.dtype) + 0.5 + quarter
+    return _xla_decode(h, "quarter")[3]
 
 
 def _library_argmax_alone(h):

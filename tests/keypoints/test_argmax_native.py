@@ -15,11 +15,11 @@ TARGET = loader.cpu_target("heatmap_argmax")
 needs_kernel = pytest.mark.skipif(TARGET is None, reason="no C++ compiler: XLA path only")
 
 
-def _decodes(h):
-    """``(XLA, native)`` outputs ``(x, y, peak, quarter)`` of float32 maps ``h``."""
+def _decodes(h, refine="quarter"):
+    """``(XLA, native)`` outputs ``(x, y, peak, keypoints)`` of float32 maps ``h``."""
     h = jnp.asarray(h, jnp.float32)
-    xla = jax.jit(lambda m: A._xla_decode(m, "quarter"))(h)
-    native = jax.jit(lambda m: A._native_decode(m, TARGET))(h)
+    xla = jax.jit(lambda m: A._xla_decode(m, refine))(h)
+    native = jax.jit(lambda m: A._native_decode(m, TARGET, refine))(h)
     return [np.asarray(a) for a in xla], [np.asarray(b) for b in native]
 
 
@@ -58,12 +58,18 @@ def _cases():
 
 
 @needs_kernel
+@pytest.mark.parametrize("refine", ["quarter", "none"])
 @pytest.mark.parametrize("name,h", list(_cases()), ids=[c[0] for c in _cases()])
-def test_native_equals_the_xla_path(name, h):
-    xla, native = _decodes(h)
+def test_native_equals_the_xla_path(name, h, refine):
+    xla, native = _decodes(h, refine)
     for a, b in zip(xla, native, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(b, a)  # NaN where NaN
+    x, y, _, xy = native
+    centre = np.stack([x, y], -1) + 0.5
+    offset = xy - centre
+    assert np.isin(offset, [-0.25, 0.0, 0.25]).all()
+    assert (offset == 0).all() or refine == "quarter"
 
 
 @needs_kernel
@@ -84,6 +90,11 @@ def test_native_path_is_what_the_cpu_lowers_and_it_vmaps_and_shards():
     h = jnp.asarray(np.random.default_rng(2).uniform(size=(8, 2, 6, 5, 3)), jnp.float32)
     f = jax.jit(lambda m: heatmap_argmax(m, refine="quarter"))
     assert "jaxvision_heatmap_argmax" in f.lower(h).as_text()
+    # The jitted decode compiles to the one FFI call (no XLA op after it, which would move
+    # the call off the calling thread); DARK's refinement stays in XLA.
+    for refine in ("quarter", "none"):
+        hlo = jax.jit(lambda m, r=refine: heatmap_argmax(m, refine=r)).lower(h).compile()
+        assert "fusion" not in hlo.as_text() and "custom-call" in hlo.as_text()
     xy, score = f(h)
     vxy, vscore = jax.jit(jax.vmap(lambda m: heatmap_argmax(m, refine="quarter")))(h)
     np.testing.assert_array_equal(vxy, xy)
@@ -101,8 +112,8 @@ def test_native_path_is_what_the_cpu_lowers_and_it_vmaps_and_shards():
 
     # DARK starts from the native argmax: the same as from XLA's.
     def dark_via_xla(m):
-        x, y = A._xla_decode(m, "dark")[:2]
-        return jnp.stack([x, y], -1).astype(m.dtype) + 0.5 + A._dark(m, x, y, None)
+        x, y, _, centre = A._xla_decode(m, "dark")
+        return centre + A._dark(m, x, y, None)
 
     np.testing.assert_array_equal(heatmap_argmax(h, refine="dark")[0], jax.jit(dark_via_xla)(h))
 
@@ -153,9 +164,9 @@ def test_xla_path_flags_a_nan_its_max_reduction_drops():
     # the NaN; the XLA path (other devices, JAXVISION_NATIVE=0) must still flag the map.
     h = np.random.default_rng(5).uniform(size=(2, 50, 48, 17)).astype(np.float32)
     h[0, 45, 3, 4] = np.nan
-    x, y, peak, quarter = (np.asarray(a) for a in jax.jit(lambda m: A._xla_decode(m, "quarter"))(h))
+    x, y, peak, xy = (np.asarray(a) for a in jax.jit(lambda m: A._xla_decode(m, "quarter"))(h))
     assert (x[0, 4], y[0, 4]) == (47, 49) and np.isnan(peak[0, 4])
-    assert np.array_equal(quarter[0, 4], [0.0, 0.0])
+    assert np.array_equal(xy[0, 4], [47.5, 49.5])  # the last pixel's centre, no offset
     others = np.ones(x.shape, bool)
     others[0, 4] = False
     assert np.isfinite(peak[others]).all()

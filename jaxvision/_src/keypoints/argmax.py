@@ -110,23 +110,29 @@ def _quarter(h: Array, x: Array, y: Array) -> Array:
 
 
 def _xla_decode(h: Array, refine: str) -> tuple[Array, Array, Array, Array]:
-    """``(x, y, peak, quarter offset)`` by XLA (the offset only for ``refine="quarter"``)."""
+    """``(x, y, peak, keypoints)`` by XLA: the keypoints are the argmax pixel's centre, plus
+    the quarter offset for ``refine="quarter"``."""
     x, y, peak = _flat_argmax(h)
-    quarter = _quarter(h, x, y) if refine == "quarter" else jnp.zeros((*x.shape, 2), h.dtype)
-    return x, y, peak, quarter
+    xy = jnp.stack([x, y], axis=-1).astype(h.dtype) + 0.5
+    if refine == "quarter":
+        xy = xy + _quarter(h, x, y)
+    return x, y, peak, xy
 
 
-def _native_decode(h: Array, target: str) -> tuple[Array, Array, Array, Array]:
+def _native_decode(h: Array, target: str, refine: str) -> tuple[Array, Array, Array, Array]:
     """The same four by the C++ kernel ``native/heatmap_argmax.cc`` (CPU, float32).
 
     One pass over each map; the XLA CPU path, bound by its reduction kernels, is 1.5-2x
     slower than NumPy's argmax on the same data (BENCHMARKS.md, "Pose: OKS and heatmap
-    decoding").
+    decoding"). The kernel returns the keypoints themselves: a jitted decode with no XLA op
+    after the call runs on the calling thread, where one small op after it would send the
+    whole call to another thread (about 0.3 ms on a 2-core VM, as much as the decode).
     """
     out = h.shape[:-3] + h.shape[-1:]
     types = (jnp.int32, jnp.int32, jnp.float32, jnp.float32)
     shapes = (out, out, out, (*out, 2))
-    return loader.call_kernel(target, tuple(map(jax.ShapeDtypeStruct, shapes, types)), h)
+    results = tuple(map(jax.ShapeDtypeStruct, shapes, types))
+    return loader.call_kernel(target, results, h, quarter=refine == "quarter")
 
 
 def _decode(h: Array, refine: str) -> tuple[Array, Array, Array, Array]:
@@ -137,7 +143,9 @@ def _decode(h: Array, refine: str) -> tuple[Array, Array, Array, Array]:
     if target is None:
         return _xla_decode(h, refine)
     return jax.lax.platform_dependent(
-        h, cpu=lambda m: _native_decode(m, target), default=lambda m: _xla_decode(m, refine)
+        h,
+        cpu=lambda m: _native_decode(m, target, refine),
+        default=lambda m: _xla_decode(m, refine),
     )
 
 
@@ -228,10 +236,7 @@ def heatmap_argmax(
     if blur_sigma is not None and (refine != "dark" or not blur_sigma > 0):
         raise ValueError(f"`blur_sigma` must be > 0 and needs refine='dark', got {blur_sigma!r}")
     h = jax.lax.stop_gradient(h)
-    x, y, score, quarter = _decode(h, refine)
-    xy = jnp.stack([x, y], axis=-1).astype(h.dtype) + 0.5
-    if refine == "quarter":
-        xy = xy + quarter
-    elif refine == "dark":
+    x, y, score, xy = _decode(h, refine)
+    if refine == "dark":
         xy = xy + _dark(h, x, y, blur_sigma)
     return xy, score
