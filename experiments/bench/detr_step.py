@@ -129,6 +129,10 @@ def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str
         )
     model = models.load_hf_detr(hf_state, config)
     graphdef, params, rng_state, frozen = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    # Plain nested dicts of arrays, as the main job's train state holds them
+    # (experiments/detr_task.py): a tree of nnx.Variable costs ~15-20 ms of Python per
+    # step to flatten and rebuild here (about 1000 leaves); nnx.merge takes either.
+    params, rng_state = nnx.to_pure_dict(params), nnx.to_pure_dict(rng_state)
     tx = models.detr_optimizer(config)
     opt_state = tx.init(params)
     mask = models.detr_trainable_mask(params, config)
@@ -145,7 +149,7 @@ def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str
             value, _ = criterion(out, targets, num_classes=NUM_CLASSES)
         else:
             value = standin_loss_jax(out, x["query_labels"], x["query_boxes"])
-        return value, nnx.state(m, nnx.RngState)
+        return value, nnx.to_pure_dict(nnx.state(m, nnx.RngState))
 
     @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
     def train_step(params, rng_state, opt_state, x):
