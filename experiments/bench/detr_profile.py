@@ -85,6 +85,24 @@ def classify(body: str, name: str, comps: dict) -> tuple[str, str]:
     return stage, kind
 
 
+def timeline(ops: list[dict], steps: int) -> str:
+    """Per step: XLA ops run, the wall time with none running, and the longest such gaps
+    (the one before each step's first op is the call's dispatch: flattening the state,
+    checking and donating its buffers)."""
+    ops = sorted(ops, key=lambda e: e["ts"])
+    idle, gaps, end = 0.0, [], ops[0]["ts"]
+    for e in ops:
+        if e["ts"] > end:
+            idle += e["ts"] - end
+            gaps.append(e["ts"] - end)
+        end = max(end, e["ts"] + e["dur"])
+    longest = ", ".join(f"{g / 1e3:.1f}" for g in sorted(gaps)[-steps:])
+    return (
+        f"{len(ops) // steps} ops per step; no op running {idle / 1e3 / steps:.1f} ms per "
+        f"step, of which the {steps} longest gaps (ms): {longest}"
+    )
+
+
 def profile_jax(side: dict, steps: int) -> None:
     inst, comps = hlo_instructions(side["compiled"].as_text())
     with tempfile.TemporaryDirectory() as d:
@@ -102,6 +120,7 @@ def profile_jax(side: dict, steps: int) -> None:
             total[key] += e["dur"] / 1e3 / steps
             top[key][re.sub(r"\.\d+$", "", e["name"])] += e["dur"] / 1e3 / steps
     print(f"jaxvision, XLA ops: {sum(total.values()):.0f} CPU ms per step")
+    print("  " + timeline([e for e in events if e.get("ph") == "X" and e["name"] in inst], steps))
     for (stage, kind), ms in total.most_common():
         names = ", ".join(f"{n} {t:.0f}" for n, t in top[stage, kind].most_common(2))
         print(f"  {stage:9s} {kind:12s} {ms:7.1f} ms   ({names})")
