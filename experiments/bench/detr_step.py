@@ -57,7 +57,7 @@ from jaxvision import models
 from jaxvision._src.models import conv_norm
 
 PRESETS = {
-    "cpu": {"shapes": [(2, 256, 256)], "dtypes": ["fp32"], "warmup": 1, "iters": 3},
+    "cpu": {"shapes": [(2, 256, 256)], "dtypes": ["fp32"], "warmup": 1, "iters": 7},
     "gpu": {
         "shapes": [(4, 800, 1066), (16, 512, 512)],
         "dtypes": ["fp32", "bf16"],
