@@ -22,6 +22,7 @@ from jaxvision._src.parallel.state import TrainState as TrainState
 from jaxvision._src.parallel.step import LossFn as LossFn
 from jaxvision._src.parallel.step import StepFn as StepFn
 from jaxvision._src.parallel.step import data_parallel_step as data_parallel_step
+from jaxvision._src.parallel.step import donates_by_default as donates_by_default
 from jaxvision._src.parallel.step import pmap_step as pmap_step
 from jaxvision._src.parallel.step import replicate_for_pmap as replicate_for_pmap
 from jaxvision._src.parallel.step import split_for_pmap as split_for_pmap
@@ -36,6 +37,7 @@ __all__ = [
     "WorkdirLock",
     "WorkdirLockError",
     "data_parallel_step",
+    "donates_by_default",
     "halving_doubling_all_reduce",
     "initialize",
     "make_mesh",

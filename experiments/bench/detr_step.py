@@ -53,7 +53,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxvision import models
+from jaxvision import models, parallel
 from jaxvision._src.models import conv_norm
 
 PRESETS = {
@@ -151,7 +151,11 @@ def jax_side(hf_state: dict, hf_config: dict, batch: dict, dtype: str, loss: str
             value = standin_loss_jax(out, x["query_labels"], x["query_boxes"])
         return value, nnx.to_pure_dict(nnx.state(m, nnx.RngState))
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+    # The library's train steps donate their state on accelerators, not on the CPU
+    # (parallel.donates_by_default): the same choice here.
+    donate = (0, 1, 2) if parallel.donates_by_default(jax.devices()) else ()
+
+    @functools.partial(jax.jit, donate_argnums=donate)
     def train_step(params, rng_state, opt_state, x):
         (value, rng_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng_state, x)
         updates, opt_state = tx.update(grads, opt_state, params)

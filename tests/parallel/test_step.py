@@ -192,13 +192,13 @@ def test_a_donated_state_is_refused_and_replicate_copies(builder):
     if builder == "data_parallel_step":
         mine = jax.device_put(jnp.ones((6, 3)), jax.sharding.NamedSharding(mesh, P()))
         state = parallel.replicate(parallel.TrainState.create({"w": mine}, opt), mesh)
-        step = parallel.data_parallel_step(_linear_loss, opt, mesh)
+        step = parallel.data_parallel_step(_linear_loss, opt, mesh, donate=True)
         batch = parallel.shard_batch(batch, mesh)
     else:
         devices = jax.local_devices()[:2]
         mine = jnp.ones((6, 3))
         state = parallel.replicate_for_pmap(parallel.TrainState.create({"w": mine}, opt), devices)
-        step = parallel.pmap_step(_linear_loss, opt, devices=devices)
+        step = parallel.pmap_step(_linear_loss, opt, devices=devices, donate=True)
         batch = parallel.split_for_pmap(batch, 2)
     first, _ = step(state, batch, jax.random.key(0))
     assert not mine.is_deleted()
@@ -207,3 +207,23 @@ def test_a_donated_state_is_refused_and_replicate_copies(builder):
     with pytest.raises(ValueError, match=r"params\['w'\] was deleted.*donated"):
         step(first, batch, jax.random.key(0))
     step(second, batch, jax.random.key(0))  # the returned state works
+
+
+def test_donation_by_default_on_accelerators_only():
+    class Device:  # stands for a jax.Device: only the platform is read
+        def __init__(self, platform):
+            self.platform = platform
+
+    assert not parallel.donates_by_default([Device("cpu"), Device("cpu")])
+    assert parallel.donates_by_default([Device("gpu")])
+    assert parallel.donates_by_default([Device("cpu"), Device("tpu")])
+    # On these CPU devices the default step keeps its input state alive.
+    opt = optax.sgd(0.1)
+    mesh = parallel.make_mesh(2)
+    state = parallel.replicate(parallel.TrainState.create({"w": jnp.ones((6, 3))}, opt), mesh)
+    batch = {k: v for k, v in _batches(1, b=4)[0].items() if k in ("x", "y")}
+    step = parallel.data_parallel_step(_linear_loss, opt, mesh)
+    first, _ = step(state, parallel.shard_batch(batch, mesh), jax.random.key(0))
+    again, _ = step(state, parallel.shard_batch(batch, mesh), jax.random.key(0))
+    assert not state.params["w"].is_deleted()
+    np.testing.assert_array_equal(np.asarray(again.params["w"]), np.asarray(first.params["w"]))

@@ -147,6 +147,24 @@ class _DonationChecked:
         return getattr(self._fn, name)
 
 
+@export("parallel.donates_by_default")
+def donates_by_default(devices: list[jax.Device]) -> bool:
+    """Whether the train steps donate their input state when ``donate`` is not given.
+
+    True where any of ``devices`` is an accelerator: donation saves the memory of a second
+    copy of the parameters and optimizer state. False where all are CPUs: without it,
+    XLA's CPU buffer assignment may place the step's temporaries inside the fresh output
+    buffers instead of in one large scratch allocation that glibc maps and faults in afresh
+    on every call. DETR-R50 at 2 x 256 x 256 (``experiments/bench/detr_step.py``):
+    temporaries 342 MB -> 14 MB, page faults 94 K -> 16 K per step, the step 3-13% faster
+    (BENCHMARKS.md, issue 19); the main job's small DETR runs at the same speed either way.
+
+    Args:
+      devices: the devices the step runs on.
+    """
+    return any(d.platform != "cpu" for d in devices)
+
+
 def _check(loss_fn: Any, optimizer: Any, axis_name: Any) -> None:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn)}")
@@ -163,7 +181,7 @@ def data_parallel_step(
     mesh: Mesh,
     *,
     axis_name: str = "data",
-    donate: bool = True,
+    donate: bool | None = None,
     param_specs: Any = None,
 ) -> StepFn:
     """Builds a jitted data-parallel train step on ``jax.shard_map``.
@@ -189,7 +207,8 @@ def data_parallel_step(
       axis_name: the data axis; passed to ``loss_fn`` for its own collectives.
       donate: donate the input state's buffers to the output state (XLA reuses them);
         the state passed in must not be used after the call: passing it again raises a
-        ``ValueError`` that says it was donated.
+        ``ValueError`` that says it was donated. ``None`` (default): donate unless every
+        device of ``mesh`` is a CPU (see :func:`donates_by_default`).
       param_specs: ``None`` (every parameter replicated), or a pytree of
         ``PartitionSpec`` with the structure of ``state.params`` for parameters split over
         other mesh axes (a Partial FC classifier's centres ``P("model", None)`` on a
@@ -219,6 +238,7 @@ def data_parallel_step(
     _check(loss_fn, optimizer, axis_name)
     if not isinstance(mesh, Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh)}")
+    donate = donates_by_default(list(mesh.devices.flat)) if donate is None else donate
     n = _axis(mesh, axis_name)
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P(axis_name))
@@ -283,7 +303,7 @@ def pmap_step(
     optimizer: optax.GradientTransformation,
     *,
     axis_name: str = "data",
-    donate: bool = True,
+    donate: bool | None = None,
     devices: list[jax.Device] | None = None,
 ) -> StepFn:
     """The same step as :func:`data_parallel_step`, on ``jax.pmap`` for pmap-era code.
@@ -298,7 +318,8 @@ def pmap_step(
       optimizer: an optax ``GradientTransformation``.
       axis_name: the pmap axis name.
       donate: donate the input state's buffers (passing that state again raises
-        ``ValueError``).
+        ``ValueError``); ``None`` (default): as :func:`donates_by_default` says for
+        ``devices``.
       devices: the devices to map over; ``None``: all local devices.
 
     Returns:
@@ -306,6 +327,8 @@ def pmap_step(
       device axis.
     """
     _check(loss_fn, optimizer, axis_name)
+    if donate is None:
+        donate = donates_by_default(devices or jax.local_devices())
 
     def local(state: TrainState, batch: Any, rng: jax.Array) -> tuple[TrainState, dict]:
         return _local_step(loss_fn, optimizer, axis_name, state, batch, rng)
