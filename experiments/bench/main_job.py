@@ -83,7 +83,7 @@ def main() -> None:
     step = parallel.data_parallel_step(
         train_detr.make_loss_fn(cfg, graphdef, ds.num_classes), optimizer, mesh
     )
-    carry = [state]  # the step donates its input state
+    carry = [state]  # the step may donate its input state (on accelerators)
 
     def train_step():
         carry[0], metrics = step(carry[0], sharded, rng)
@@ -97,7 +97,7 @@ def main() -> None:
         "forward + criterion": lambda: fwd_loss(state.params, state.model_state, batch),
         "training step (+ backward, clip, AdamW)": train_step,
     }
-    results = {}  # the step runs last: it donates the state the other rows read
+    results = {}  # the step runs last: it may donate the state the other rows read
     for name, fn in rows.items():
         r = results[name] = _time(fn, args.repeats)
         print(f"{name:<55} {r['wall_ms']:8.1f} ms wall {r['cpu_ms']:8.1f} ms CPU")
