@@ -157,8 +157,8 @@ def donates_by_default(devices: list[jax.Device]) -> bool:
     buffers instead of in one large scratch allocation that glibc maps and faults in afresh
     on every call. DETR-R50 at 2 x 256 x 256 (``experiments/bench/detr_step.py``):
     temporaries 342 MB -> 14 MB, page faults 94 K -> 16 K per step, the step 3-13% faster
-    (BENCHMARKS.md, issue 19); the main job's small DETR (12 MB of temporaries) runs 1-2%
-    slower without donation.
+    (BENCHMARKS.md, issue 19); the main job's small DETR (a 5.6 MB state, too small to hold its
+    44-48 MB of temporaries) runs 1-2% slower without donation.
 
     Args:
       devices: the devices the step runs on.
