@@ -162,6 +162,10 @@ def donates_by_default(devices: list[jax.Device]) -> bool:
 
     Args:
       devices: the devices the step runs on.
+
+    Examples:
+      >>> donates_by_default(jax.devices("cpu"))
+      False
     """
     return any(d.platform != "cpu" for d in devices)
 
