@@ -88,7 +88,7 @@ def classify(body: str, name: str, comps: dict) -> tuple[str, str]:
 def timeline(ops: list[dict], steps: int) -> str:
     """Per step: XLA ops run, the wall time with none running, and the longest such gaps
     (the one before each step's first op is the call's dispatch: flattening the state,
-    checking and donating its buffers)."""
+    checking its buffers, donating them where the step donates)."""
     ops = sorted(ops, key=lambda e: e["ts"])
     idle, gaps, end = 0.0, [], ops[0]["ts"]
     for e in ops:
@@ -112,15 +112,15 @@ def profile_jax(side: dict, steps: int) -> None:
         trace = next(Path(d).rglob("perfetto_trace.json.gz"))
         events = json.load(gzip.open(trace))
     events = events["traceEvents"] if isinstance(events, dict) else events
+    ops = [e for e in events if e.get("ph") == "X" and e["name"] in inst]
     total: collections.Counter = collections.Counter()
     top: dict = collections.defaultdict(collections.Counter)
-    for e in events:
-        if e.get("ph") == "X" and e["name"] in inst:
-            key = classify(inst[e["name"]], e["name"], comps)
-            total[key] += e["dur"] / 1e3 / steps
-            top[key][re.sub(r"\.\d+$", "", e["name"])] += e["dur"] / 1e3 / steps
+    for e in ops:
+        key = classify(inst[e["name"]], e["name"], comps)
+        total[key] += e["dur"] / 1e3 / steps
+        top[key][re.sub(r"\.\d+$", "", e["name"])] += e["dur"] / 1e3 / steps
     print(f"jaxvision, XLA ops: {sum(total.values()):.0f} CPU ms per step")
-    print("  " + timeline([e for e in events if e.get("ph") == "X" and e["name"] in inst], steps))
+    print("  " + timeline(ops, steps))
     for (stage, kind), ms in total.most_common():
         names = ", ".join(f"{n} {t:.0f}" for n, t in top[stage, kind].most_common(2))
         print(f"  {stage:9s} {kind:12s} {ms:7.1f} ms   ({names})")
